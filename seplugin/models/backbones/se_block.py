@@ -1,0 +1,127 @@
+"""SE placement inside MMDetection's residual blocks, written once for every block type.
+
+The blocks keep mmdet's layers, names and options (dcn, plugins, style, with_cp, conv and
+norm configs); the SE layer is one more child named ``se_layer``, so checkpoints of
+mmpretrain's SE-ResNet load unchanged. Only the residual unit (shortcut, addition, final
+ReLU) is written here, because the paper's placements need to reach both of its paths.
+"""
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
+from mmdet.models.backbones.resnext import Bottleneck as ResNeXtBottleneck
+from torch import nn
+
+from seplugin.models.layers.se_layer import SELayer
+
+# Where SE sits in a residual unit (the paper's integration study, Fig. 5 and Table 14):
+SE_POSITIONS = (
+    'standard',  # on the residual branch after its last BN, before the addition
+    'pre',       # on the unit's input, feeding the residual branch only
+    'post',      # after the addition and the final ReLU
+    'identity',  # on the shortcut, in parallel with the residual branch
+    '3x3',       # after the 3x3 conv (+BN+ReLU) of a bottleneck: the paper's SE_3x3
+)
+
+
+class SEBlockMixin:
+    """Adds one optional SE layer and stochastic depth to an mmdet residual block.
+
+    The SE layer arrives as a plugin entry ``dict(cfg=dict(type='SELayer', ...),
+    position=<one of SE_POSITIONS>)``, so SE-ResNet selects stages with mmdet's own
+    ``plugins``/``stages`` mechanism. Other plugin entries are left to the block.
+
+    Args:
+        drop_path_rate (float): Stochastic depth on the residual branch, as in mmpretrain.
+    """
+
+    def __init__(self, *args, plugins: list[dict] | None = None,
+                 drop_path_rate: float = 0.0, **kwargs) -> None:
+        plugins = list(plugins or [])
+        se_plugins = [p for p in plugins if p['position'] in SE_POSITIONS]
+        block_plugins = [p for p in plugins if p['position'] not in SE_POSITIONS]
+        if len(se_plugins) > 1:
+            raise ValueError(f'a block takes at most one SE placement, got {se_plugins}')
+        if block_plugins and not isinstance(self, Bottleneck):
+            raise ValueError(
+                f'{type(self).__name__} cannot take plugins at '
+                f'{[p["position"] for p in block_plugins]}: mmdet plugins need a '
+                'Bottleneck block (depth >= 50)')
+        super().__init__(*args, plugins=block_plugins or None, **kwargs)
+
+        self.se_position = se_plugins[0]['position'] if se_plugins else None
+        if self.se_position is not None:
+            cfg = dict(se_plugins[0]['cfg'])
+            if cfg.pop('type', 'SELayer') not in ('SELayer', SELayer):
+                raise ValueError(f'an SE placement needs an SELayer cfg, got {se_plugins[0]}')
+            self.se_layer = SELayer(self._se_channels(self.se_position), **cfg)
+        self.set_drop_path(drop_path_rate)
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth on the residual branch with drop probability ``rate``."""
+        self.drop_path = DropPath(rate) if rate > 0 else nn.Identity()
+
+    def _se_channels(self, position: str) -> int:
+        if position == 'pre':
+            return self.conv1.in_channels
+        if position == '3x3':
+            if not isinstance(self, Bottleneck):
+                raise ValueError(
+                    f"SE position '3x3' needs a Bottleneck block, not "
+                    f'{type(self).__name__}: both convs of a BasicBlock are 3x3. '
+                    f'Use one of {[p for p in SE_POSITIONS if p != "3x3"]}')
+            return self.conv2.out_channels
+        return self.conv1.out_channels if isinstance(self, BasicBlock) \
+            else self.conv3.out_channels
+
+    @property
+    def last_norm(self) -> nn.Module:
+        """The BN that ends the residual branch (zero-initialised by zero_init_residual)."""
+        return self.norm2 if isinstance(self, BasicBlock) else self.norm3
+
+    def residual_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's conv-BN-ReLU branch, up to and including its last BN."""
+        if isinstance(self, BasicBlock):
+            out = self.relu(self.norm1(self.conv1(x)))
+            return self.norm2(self.conv2(out))
+        out = self.relu(self.norm1(self.conv1(x)))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv1_plugin_names)
+        out = self.relu(self.norm2(self.conv2(out)))
+        if self.se_position == '3x3':
+            out = self.se_layer(out)
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv2_plugin_names)
+        out = self.norm3(self.conv3(out))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv3_plugin_names)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def unit(x: torch.Tensor) -> torch.Tensor:
+            identity = x if self.downsample is None else self.downsample(x)
+            if self.se_position == 'identity':
+                identity = self.se_layer(identity)
+            out = self.residual_branch(self.se_layer(x) if self.se_position == 'pre' else x)
+            if self.se_position == 'standard':
+                out = self.se_layer(out)
+            return self.drop_path(out) + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(unit, x, use_reentrant=False)
+        else:
+            out = unit(x)
+        out = self.relu(out)
+        return self.se_layer(out) if self.se_position == 'post' else out
+
+
+class SEBasicBlock(SEBlockMixin, BasicBlock):
+    """mmdet's BasicBlock (SE-ResNet-18/34) with an SE slot."""
+
+
+class SEBottleneck(SEBlockMixin, Bottleneck):
+    """mmdet's Bottleneck (SE-ResNet-50/101/152) with an SE slot."""
+
+
+class SEResNeXtBottleneck(SEBlockMixin, ResNeXtBottleneck):
+    """mmdet's grouped ResNeXt Bottleneck with an SE slot."""

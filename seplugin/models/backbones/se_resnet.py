@@ -1,0 +1,112 @@
+"""SE-ResNet: MMDetection's ResNet with a Squeeze-and-Excitation layer in its blocks."""
+from collections.abc import Iterator, Sequence
+
+from mmdet.models.backbones.resnet import ResNet
+from torch import nn
+
+from seplugin.models.backbones.se_block import (SE_POSITIONS, SEBasicBlock, SEBlockMixin,
+                                                SEBottleneck)
+from seplugin.registry import register_model
+
+
+@register_model
+class SEResNet(ResNet):
+    """SE-ResNet (Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018).
+
+    The ResNet of MMDetection, every option included (``out_indices``, ``frozen_stages``,
+    ``norm_eval``, ``norm_cfg``, ``with_cp``, ``dcn``/``stage_with_dcn``, ``plugins``,
+    ``style``, ``deep_stem``, ``avg_down``, ``strides``, ``dilations``,
+    ``zero_init_residual``, ``init_cfg``), plus one SE layer per residual block. It also takes
+    MMPretrain's ``SEResNet`` arguments (``se_ratio``, ``drop_path_rate``, ``expansion``) and
+    loads its checkpoints unchanged. The defaults give the paper's SE-ResNet.
+
+    Args:
+        depth (int): 18, 34 (BasicBlock), 50, 101 or 152 (Bottleneck).
+        se_ratio (float): Reduction ratio r of every SE layer. Defaults to 16.
+        se_cfg (dict, optional): Further :class:`SELayer` options: ``squeeze``, ``gate``,
+            ``bias``, ``squeeze_channels``.
+        se_position (str): Where SE sits in each block, one of ``SE_POSITIONS``:
+            ``'standard'`` (default), ``'pre'``, ``'post'``, ``'identity'``, ``'3x3'``.
+        se_stages (Sequence[bool], optional): Which stages get SE (the paper's stage
+            ablation); one flag per stage. Defaults to all.
+        drop_path_rate (float): Stochastic depth, rising linearly from 0 at the first block
+            to this value at the last, as in MMPretrain. Defaults to 0.
+        expansion (int, optional): Accepted for MMPretrain configs; must equal the block's.
+        norm_eval (bool): Keep BN in eval mode while training. Defaults to False as in
+            MMPretrain and torchvision; MMDetection's configs set True explicitly.
+        **kwargs: Every other argument of ``mmdet.models.backbones.ResNet``.
+
+    Example:
+        >>> model = SEResNet(depth=50, out_indices=(0, 1, 2, 3))
+        >>> [tuple(f.shape) for f in model(torch.rand(1, 3, 64, 64))]
+        [(1, 256, 16, 16), (1, 512, 8, 8), (1, 1024, 4, 4), (1, 2048, 2, 2)]
+    """
+
+    arch_settings = {
+        18: (SEBasicBlock, (2, 2, 2, 2)),
+        34: (SEBasicBlock, (3, 4, 6, 3)),
+        50: (SEBottleneck, (3, 4, 6, 3)),
+        101: (SEBottleneck, (3, 4, 23, 3)),
+        152: (SEBottleneck, (3, 8, 36, 3)),
+    }
+
+    def __init__(self,
+                 depth: int,
+                 se_ratio: float = 16,
+                 se_cfg: dict | None = None,
+                 se_position: str = 'standard',
+                 se_stages: Sequence[bool] | None = None,
+                 drop_path_rate: float = 0.0,
+                 expansion: int | None = None,
+                 norm_eval: bool = False,
+                 num_stages: int = 4,
+                 plugins: list[dict] | None = None,
+                 init_cfg: dict | list | None = None,
+                 pretrained: str | None = None,
+                 **kwargs) -> None:
+        if depth not in self.arch_settings:
+            raise ValueError(f'invalid depth {depth!r} for {type(self).__name__}; '
+                             f'expected one of {sorted(self.arch_settings)}')
+        block = self.arch_settings[depth][0]
+        if expansion is not None and expansion != block.expansion:
+            raise ValueError(f'expansion {expansion!r} does not match depth {depth}, whose '
+                             f'{block.__bases__[-1].__name__} has expansion {block.expansion}')
+        if se_position not in SE_POSITIONS:
+            raise ValueError(f'unknown SE position {se_position!r}; '
+                             f'expected one of {SE_POSITIONS}')
+        se_stages = (True,) * num_stages if se_stages is None else tuple(se_stages)
+        if len(se_stages) != num_stages:
+            raise ValueError(f'se_stages {se_stages} has {len(se_stages)} flags; expected one '
+                             f'per stage ({num_stages})')
+        se_cfg = dict(se_cfg or {})
+        for key in ('type', 'ratio', 'in_channels'):
+            if key in se_cfg:
+                raise ValueError(f'se_cfg may not set {key!r} ({se_cfg[key]!r}): the ratio is '
+                                 'se_ratio, the channels come from the block')
+        se_plugin = dict(cfg=dict(type='SELayer', ratio=se_ratio, **se_cfg),
+                         position=se_position, stages=se_stages)
+        super().__init__(depth=depth, num_stages=num_stages, norm_eval=norm_eval,
+                         plugins=[se_plugin, *(plugins or [])], init_cfg=init_cfg,
+                         pretrained=pretrained, **kwargs)
+        self.se_position = se_position
+        self.se_stages = se_stages
+        # mmdet zero-initialises the last BN only for its own block classes (an `is` test),
+        # so the SE blocks get the same init_cfg here.
+        if self.zero_init_residual and init_cfg is None and pretrained is None:
+            for block in self.blocks():
+                block.init_cfg = dict(type='Constant', val=0, override=dict(name='last_norm'))
+        blocks = list(self.blocks())
+        for i, block in enumerate(blocks):
+            block.set_drop_path(drop_path_rate * i / max(len(blocks) - 1, 1))
+
+    def blocks(self) -> Iterator[SEBlockMixin]:
+        """All residual blocks, stage by stage."""
+        for name in self.res_layers:
+            yield from getattr(self, name)
+
+    def se_layers(self) -> Iterator[tuple[str, nn.Module]]:
+        """(name, SELayer) of every block that has one, in forward order."""
+        for name in self.res_layers:
+            for i, block in enumerate(getattr(self, name)):
+                if block.se_position is not None:
+                    yield f'{name}.{i}.se_layer', block.se_layer

@@ -1,0 +1,103 @@
+"""The Squeeze-and-Excitation layer: the one SE module every seplugin model uses."""
+import torch
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule
+from torch import nn
+
+from seplugin.registry import register_model
+
+SQUEEZES = ('avg', 'max')
+# The paper's Table 12 compares sigmoid, tanh and ReLU gates; hsigmoid is the cheap
+# piecewise-linear sigmoid of MobileNetV3 (relu6(x + 3) / 6).
+GATES = {'sigmoid': 'Sigmoid', 'tanh': 'Tanh', 'relu': 'ReLU', 'hsigmoid': 'HSigmoid'}
+
+
+def squeeze_width(channels: int, ratio: float) -> int:
+    """Width of the excitation bottleneck: ``floor(channels / ratio)``, the paper's C/r.
+
+    This is also mmdet's rule, and equals mmpretrain's and timm's (which round to a
+    multiple of 8) for every SE-ResNet/SE-ResNeXt bottleneck width at r=16. They differ on
+    narrow layers such as the 64-channel stage of SE-ResNet-18/34 at r=16 (4 here, 8 there):
+    pass ``squeeze_channels`` to match such weights.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+        raise ValueError(f'SE ratio must be a number > 0, got {ratio!r}')
+    width = int(channels / ratio)
+    if width < 1:
+        raise ValueError(
+            f'SE ratio {ratio} leaves {channels / ratio:.3g} < 1 squeeze channel for '
+            f'{channels} channels; use a ratio <= {channels}')
+    return width
+
+
+class SELayer(BaseModule):
+    """Squeeze-and-Excitation: rescale each channel by a gate computed from the whole map.
+
+    squeeze (global pooling) -> 1x1 conv C->C/r -> ReLU -> 1x1 conv C/r->C -> gate,
+    then ``x * gate``. The two 1x1 convs are ConvModules named ``conv1``/``conv2``, so the
+    state-dict keys are those of mmpretrain's SE layer and its checkpoints load unchanged.
+
+    Args:
+        in_channels (int): Channels of the input (and output). Named as mmdet plugins
+            expect, so ``dict(type='SELayer')`` works in mmdet's ``plugins``.
+        ratio (float): Reduction ratio r. Defaults to 16.
+        squeeze_channels (int, optional): Explicit bottleneck width; overrides ``ratio``.
+        squeeze (str): Global pooling, ``'avg'`` (paper default) or ``'max'``.
+        gate (str): Excitation gate, one of ``'sigmoid'`` (default), ``'tanh'``,
+            ``'relu'``, ``'hsigmoid'``.
+        bias (bool): Whether the two FC (1x1 conv) layers have a bias. Defaults to True,
+            as in the paper, mmpretrain and timm.
+        init_cfg (dict, optional): mmengine initialisation config.
+
+    Example:
+        >>> se = SELayer(64, ratio=16)
+        >>> se(torch.rand(2, 64, 8, 8)).shape
+        torch.Size([2, 64, 8, 8])
+    """
+
+    _abbr_ = 'se_layer'  # the module name mmdet's plugin builder gives it
+
+    def __init__(self,
+                 in_channels: int,
+                 ratio: float = 16,
+                 squeeze_channels: int | None = None,
+                 squeeze: str = 'avg',
+                 gate: str = 'sigmoid',
+                 bias: bool = True,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg)
+        if squeeze not in SQUEEZES:
+            raise ValueError(f'unknown SE squeeze {squeeze!r}; expected one of {SQUEEZES}')
+        if gate not in GATES:
+            raise ValueError(f'unknown SE gate {gate!r}; expected one of {tuple(GATES)}')
+        if not isinstance(bias, bool):
+            raise TypeError(f'SE bias must be True or False, got {bias!r}')
+        if squeeze_channels is None:
+            squeeze_channels = squeeze_width(in_channels, ratio)
+        elif isinstance(squeeze_channels, bool) or not isinstance(squeeze_channels, int) \
+                or squeeze_channels < 1:
+            raise ValueError(
+                f'SE squeeze_channels must be a positive int, got {squeeze_channels!r}')
+        self.in_channels = in_channels
+        self.squeeze_channels = squeeze_channels
+        self.squeeze = squeeze
+        self.gate_type = gate
+        self.conv1 = ConvModule(in_channels, squeeze_channels, 1, bias=bias,
+                                act_cfg=dict(type='ReLU'))
+        self.conv2 = ConvModule(squeeze_channels, in_channels, 1, bias=bias,
+                                act_cfg=dict(type=GATES[gate]))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel excitation of ``x``, shape (N, C, 1, 1)."""
+        pooled = x.mean((2, 3), keepdim=True) if self.squeeze == 'avg' \
+            else x.amax((2, 3), keepdim=True)
+        return self.conv2(self.conv1(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+    def extra_repr(self) -> str:
+        return f'squeeze={self.squeeze!r}, gate={self.gate_type!r}'
+
+
+register_model(SELayer)
