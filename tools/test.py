@@ -1,0 +1,54 @@
+"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT``.
+
+The CLI of mmdet's and mmpretrain's ``tools/test.py``, for detection and classification
+configs alike (the config's ``default_scope`` decides). Runs on the GPU when there is one.
+"""
+import argparse
+
+from mmengine.config import DictAction
+
+from seplugin.apis import build_runner, load_config
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where the evaluation metrics are written')
+    parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+    parser.add_argument('--show-dir', help='draw predictions into images under this folder '
+                                           '(relative to the run\'s log dir)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. test_dataloader.batch_size=4')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg.load_from = args.checkpoint
+    detection = cfg.get('default_scope') == 'mmdet'
+    if args.show_dir:
+        vis = cfg.default_hooks.visualization
+        if detection:
+            vis.draw, vis.test_out_dir = True, args.show_dir
+        else:
+            vis.enable, vis.out_dir = True, args.show_dir
+    runner = build_runner(cfg)
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must end with .pkl or .pickle, got {args.out!r}')
+        if detection:
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        else:
+            from mmpretrain.evaluation import DumpResults
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
