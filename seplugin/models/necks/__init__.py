@@ -1,0 +1,3 @@
+from .se_fpn import SEConvModule, SEFPN
+
+__all__ = ['SEConvModule', 'SEFPN']
