@@ -8,6 +8,7 @@ import importlib.metadata as metadata
 import io
 import platform
 import sys
+import warnings
 from collections.abc import Callable
 
 from packaging.version import Version
@@ -98,6 +99,8 @@ CHECKS: dict[str, Callable[[], str | None]] = {
 
 
 def main() -> int:
+    # setuptools < 81 is required on purpose; its deprecation notice is not a finding
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     print(f'python       {platform.python_version()} ({sys.executable})')
     for name in PACKAGES:
         print(f'{name:<12} {installed(name) or "NOT INSTALLED"}')

@@ -1,6 +1,7 @@
 """SE-ResNet: MMDetection's ResNet with a Squeeze-and-Excitation layer in its blocks."""
 from collections.abc import Iterator, Sequence
 
+import torch
 from mmdet.models.backbones.resnet import ResNet
 from torch import nn
 
@@ -96,8 +97,14 @@ class SEResNet(ResNet):
             for block in self.blocks():
                 block.init_cfg = dict(type='Constant', val=0, override=dict(name='last_norm'))
         blocks = list(self.blocks())
-        for i, block in enumerate(blocks):
-            block.set_drop_path(drop_path_rate * i / max(len(blocks) - 1, 1))
+        # float32 linspace, exactly as mmpretrain computes the rates
+        for block, rate in zip(blocks, torch.linspace(0, drop_path_rate, len(blocks)).tolist()):
+            block.set_drop_path(rate)
+
+    def train(self, mode: bool = True) -> 'SEResNet':
+        """As mmdet's (frozen stages and norm_eval kept), but returns self like nn.Module."""
+        super().train(mode)
+        return self
 
     def blocks(self) -> Iterator[SEBlockMixin]:
         """All residual blocks, stage by stage."""

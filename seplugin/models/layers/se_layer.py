@@ -9,7 +9,7 @@ from seplugin.registry import register_model
 SQUEEZES = ('avg', 'max')
 # The paper's Table 12 compares sigmoid, tanh and ReLU gates; hsigmoid is the cheap
 # piecewise-linear sigmoid of MobileNetV3 (relu6(x + 3) / 6).
-GATES = {'sigmoid': 'Sigmoid', 'tanh': 'Tanh', 'relu': 'ReLU', 'hsigmoid': 'HSigmoid'}
+GATES = {'sigmoid': 'Sigmoid', 'tanh': 'Tanh', 'relu': 'ReLU', 'hsigmoid': nn.Hardsigmoid}
 
 
 def squeeze_width(channels: int, ratio: float) -> int:
