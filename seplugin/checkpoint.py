@@ -8,6 +8,7 @@ unsafe loading, seplugin allow-lists exactly these types, and ``getattr`` only f
 statistics of ``HistoryBuffer``.
 """
 import pickle
+import re
 
 import numpy as np
 import torch
@@ -47,3 +48,34 @@ def allow_runner_checkpoints() -> None:
     """Allow-list the runner's checkpoint globals for ``torch.load(weights_only=True)``."""
     HistoryBuffer()._set_default_statistics()  # the statistics table starts empty
     torch.serialization.add_safe_globals(runner_checkpoint_globals())
+
+
+def load_file(path: str) -> dict:
+    """Read a checkpoint file safely (``weights_only=True``; ``.safetensors`` too) on the CPU.
+
+    A missing, truncated or non-checkpoint file raises an error naming the file and what
+    was wrong, not a traceback from deep inside pickle or zipfile.
+    """
+    import os
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
+    if path.endswith('.safetensors'):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file as load_safetensors
+        try:
+            return load_safetensors(path, device='cpu')
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f'{path!r} is not a readable safetensors file: {e}') from e
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
+        if found:
+            raise ValueError(f'{path!r} holds objects that may not be loaded safely: '
+                             f'{found[1]}') from e
+        raise ValueError(f'{path!r} is not a readable PyTorch checkpoint (truncated or '
+                         f'another kind of file): {str(e).splitlines()[0]}') from e
+    except Exception as e:  # zip, pickle or storage errors: not a checkpoint torch can read
+        raise ValueError(f'{path!r} is not a readable PyTorch checkpoint (truncated or '
+                         f'another kind of file): {type(e).__name__}: {str(e).splitlines()[0]}'
+                         ) from e

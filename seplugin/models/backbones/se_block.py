@@ -74,6 +74,31 @@ class SEBlockMixin:
         return self.conv1.out_channels if isinstance(self, BasicBlock) \
             else self.conv3.out_channels
 
+    @torch.no_grad()
+    def start_se_neutral(self) -> str:
+        """Make a fresh SE layer a no-op, for a trunk loaded from a plain (non-SE) ResNet.
+
+        The SE gate is made constant (:meth:`SELayer.start_constant`) and the layer it
+        multiplies is divided by that constant beforehand: the branch's last BN
+        ('standard'), the 3x3 conv's BN ('3x3', ReLU commutes with a positive scale), the
+        first conv ('pre') or the shortcut's BN ('identity' with a downsample). The block
+        then computes exactly what the plain block computed, while the SE layer receives
+        gradients from the first step. Where nothing can absorb the constant ('post',
+        'identity' on a plain shortcut) the gate starts as close to 1 as it gets.
+        Returns a description for the log.
+        """
+        absorber = {'standard': self.last_norm, '3x3': getattr(self, 'norm2', None),
+                    'pre': self.conv1,
+                    'identity': self.downsample[-1] if self.downsample is not None else None,
+                    }.get(self.se_position)
+        if absorber is None or getattr(absorber, 'weight', None) is None:
+            return f'gate {self.se_layer.start_constant("one"):.6f} (nothing to absorb it)'
+        gate = self.se_layer.start_constant('steep')
+        absorber.weight.div_(gate)
+        if getattr(absorber, 'bias', None) is not None:
+            absorber.bias.div_(gate)
+        return f'gate {gate:g}, divided out of {type(absorber).__name__}'
+
     @property
     def last_norm(self) -> nn.Module:
         """The BN that ends the residual branch (zero-initialised by zero_init_residual)."""

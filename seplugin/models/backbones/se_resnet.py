@@ -3,11 +3,17 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from mmdet.models.backbones.resnet import ResNet
+from mmengine.logging import print_log
 from torch import nn
 
 from seplugin.models.backbones.se_block import (SE_POSITIONS, SEBasicBlock, SEBlockMixin,
                                                 SEBottleneck)
 from seplugin.registry import register_model
+
+STEM_POOLS = {
+    'pad': lambda: nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    'ceil': lambda: nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+}
 
 
 @register_model
@@ -33,6 +39,10 @@ class SEResNet(ResNet):
         drop_path_rate (float): Stochastic depth, rising linearly from 0 at the first block
             to this value at the last, as in MMPretrain. Defaults to 0.
         expansion (int, optional): Accepted for MMPretrain configs; must equal the block's.
+        stem_pool (str): The stem's 3x3/2 max pooling: ``'pad'`` (padding 1, as in
+            torchvision, mmdet and mmpretrain; default) or ``'ceil'`` (no padding, ceil
+            mode, as in Caffe's SENet and Cadene's/timm's legacy ports, whose weights
+            need it to give their outputs).
         norm_eval (bool): Keep BN in eval mode while training. Defaults to False as in
             MMPretrain and torchvision; MMDetection's configs set True explicitly.
         **kwargs: Every other argument of ``mmdet.models.backbones.ResNet``.
@@ -59,6 +69,7 @@ class SEResNet(ResNet):
                  se_stages: Sequence[bool] | None = None,
                  drop_path_rate: float = 0.0,
                  expansion: int | None = None,
+                 stem_pool: str = 'pad',
                  norm_eval: bool = False,
                  num_stages: int = 4,
                  plugins: list[dict] | None = None,
@@ -75,6 +86,9 @@ class SEResNet(ResNet):
         if se_position not in SE_POSITIONS:
             raise ValueError(f'unknown SE position {se_position!r}; '
                              f'expected one of {SE_POSITIONS}')
+        if stem_pool not in STEM_POOLS:
+            raise ValueError(f'unknown stem_pool {stem_pool!r}; expected one of '
+                             f'{tuple(STEM_POOLS)}')
         se_stages = (True,) * num_stages if se_stages is None else tuple(se_stages)
         if len(se_stages) != num_stages:
             raise ValueError(f'se_stages {se_stages} has {len(se_stages)} flags; expected one '
@@ -91,6 +105,7 @@ class SEResNet(ResNet):
                          pretrained=pretrained, **kwargs)
         self.se_position = se_position
         self.se_stages = se_stages
+        self.maxpool = STEM_POOLS[stem_pool]()
         # mmdet zero-initialises the last BN only for its own block classes (an `is` test),
         # so the SE blocks get the same init_cfg here.
         if self.zero_init_residual and init_cfg is None and pretrained is None:
@@ -106,14 +121,40 @@ class SEResNet(ResNet):
         super().train(mode)
         return self
 
+    def init_weights(self) -> None:
+        """mmengine's initialisation; then SE layers that a ``Pretrained`` checkpoint
+        lacked (a plain ResNet's, e.g. ``torchvision://resnet50``) start neutral, so that
+        the network computes what the pretrained plain network computed. See
+        :meth:`SEBlockMixin.start_se_neutral`."""
+        for _, se in self.se_layers():
+            se.loaded_from_checkpoint = False
+        super().init_weights()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        checkpoints = [c['checkpoint'] for c in cfgs if c and c.get('type') == 'Pretrained']
+        if not checkpoints:
+            return
+        fresh = {name: block.start_se_neutral() for name, block in self.named_blocks()
+                 if block.se_position is not None and not block.se_layer.loaded_from_checkpoint}
+        if fresh:
+            lines = '\n'.join(f'  {name}.se_layer.conv{{1,2}}.conv.{{weight,bias}}: {how}'
+                              for name, how in fresh.items())
+            print_log(f'{type(self).__name__}: {len(fresh)} SE layers are not in '
+                      f'{checkpoints[-1]} and start neutral (the blocks compute what the '
+                      f'plain blocks computed):\n{lines}', logger='current')
+
+    def named_blocks(self) -> Iterator[tuple[str, SEBlockMixin]]:
+        """('layerX.Y', block) of all residual blocks, stage by stage."""
+        for name in self.res_layers:
+            for i, block in enumerate(getattr(self, name)):
+                yield f'{name}.{i}', block
+
     def blocks(self) -> Iterator[SEBlockMixin]:
         """All residual blocks, stage by stage."""
-        for name in self.res_layers:
-            yield from getattr(self, name)
+        for _, block in self.named_blocks():
+            yield block
 
     def se_layers(self) -> Iterator[tuple[str, nn.Module]]:
         """(name, SELayer) of every block that has one, in forward order."""
-        for name in self.res_layers:
-            for i, block in enumerate(getattr(self, name)):
-                if block.se_position is not None:
-                    yield f'{name}.{i}.se_layer', block.se_layer
+        for name, block in self.named_blocks():
+            if block.se_position is not None:
+                yield f'{name}.se_layer', block.se_layer

@@ -1,4 +1,6 @@
 """The Squeeze-and-Excitation layer: the one SE module every seplugin model uses."""
+import math
+
 import torch
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
@@ -10,6 +12,13 @@ SQUEEZES = ('avg', 'max')
 # The paper's Table 12 compares sigmoid, tanh and ReLU gates; hsigmoid is the cheap
 # piecewise-linear sigmoid of MobileNetV3 (relu6(x + 3) / 6).
 GATES = {'sigmoid': 'Sigmoid', 'tanh': 'Tanh', 'relu': 'ReLU', 'hsigmoid': nn.Hardsigmoid}
+# Gate bias for a constant start (zero last-FC weights). 'steep': where the gate learns
+# fastest and is not 0, for placements where the model can divide the constant out.
+# 'one': the gate's value closest to 1, where it cannot (sigmoid(10) = 1 - 4.5e-5).
+CONSTANT_GATE_BIAS = {
+    'steep': {'sigmoid': 0.0, 'tanh': math.atanh(0.5), 'relu': 1.0, 'hsigmoid': 0.0},
+    'one': {'sigmoid': 10.0, 'tanh': 10.0, 'relu': 1.0, 'hsigmoid': 3.0},
+}
 
 
 def squeeze_width(channels: int, ratio: float) -> int:
@@ -95,6 +104,26 @@ class SELayer(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    @torch.no_grad()
+    def start_constant(self, where: str = 'steep') -> float:
+        """Make the gate input-independent: zero last-FC weights and a fixed bias.
+
+        The gradient to those weights stays non-zero (it is the gate's slope times the
+        first FC's output), so the layer learns from the first step. Returns the constant
+        gate value. ``where`` is a key of ``CONSTANT_GATE_BIAS``.
+        """
+        if self.conv2.conv.bias is None:
+            raise ValueError('a constant SE start needs the biased FC layers (bias=True)')
+        bias = CONSTANT_GATE_BIAS[where][self.gate_type]
+        self.conv2.conv.weight.zero_()
+        self.conv2.conv.bias.fill_(bias)
+        return self.conv2.activate(torch.tensor(bias)).item()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # remembered so that a backbone can tell SE layers a checkpoint lacked
+        self.loaded_from_checkpoint = any(key.startswith(prefix) for key in state_dict)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f'squeeze={self.squeeze!r}, gate={self.gate_type!r}'
