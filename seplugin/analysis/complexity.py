@@ -1,0 +1,161 @@
+"""Parameters, FLOPs and latency of models, and the paper's architecture tables."""
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import elementwise_flop_counter
+from torch import nn
+
+FLOP_CONVENTION = (
+    "FLOPs are the paper's: multiply-adds of convolutions and fully-connected layers, plus "
+    "one per element for SE's global pooling and its channel-wise scaling; BN and ReLU are "
+    'not counted (BN folds into the convolution at inference). The paper measures Caffe '
+    "ResNets, whose stride sits on the first 1x1 conv (style='caffe'): at 224x224 "
+    'ResNet-50 has 3.858 GFLOPs and SE-ResNet-50 3.871 (paper: 3.86 and 3.87). '
+    "torchvision's layout (style='pytorch', stride on the 3x3 conv) costs 4.09 and 4.10.")
+
+# The paper's numbers that need no training (Hu et al., TPAMI version).
+PAPER = dict(
+    # Table 2: GFLOPs at 224x224, (ResNet, SE-ResNet)
+    gflops={50: (3.86, 3.87), 101: (7.58, 7.60), 152: (11.30, 11.32)},
+    # exact parameter counts with a 1000-class head, r=16 (SE-ResNet-50/101/152, ResNet-50)
+    params={('SEResNet', 50): 28_088_024, ('SEResNet', 101): 49_326_872,
+            ('SEResNet', 152): 66_821_848, ('ResNet', 50): 25_557_032},
+    # Table 10: SE-ResNet-50 parameters (millions) per reduction ratio
+    ratio_params_m={2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9},
+    # Table 13: ResNet-50 with SE in one stage (conv2_x = stage 2 = our layer1) or all
+    stage_params_m={'ResNet-50': 25.6, 'SE_Stage_2': 25.6, 'SE_Stage_3': 25.7,
+                    'SE_Stage_4': 26.4, 'SE_All': 28.1},
+)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flop_analyzer(model: nn.Module, inputs: tuple) -> FlopAnalyzer:
+    """mmengine's FlopAnalyzer set to :data:`FLOP_CONVENTION`."""
+    analyzer = FlopAnalyzer(model, inputs)
+    # a counter that counts nothing: mmengine's set_op_handle(op, None) keeps the old one
+    analyzer.set_op_handle('aten::batch_norm', lambda inputs, outputs: Counter())
+    for op in ('aten::mean', 'aten::amax'):  # SE squeeze: one add/compare per element
+        analyzer.set_op_handle(op, elementwise_flop_counter(1, 0))
+    analyzer.set_op_handle('aten::mul', elementwise_flop_counter(0, 1))  # SE scaling
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer
+
+
+def count_flops(model: nn.Module, inputs: tuple) -> dict[str, int]:
+    """FLOPs of ``model(*inputs)``: ``{'total': ..., '<top-level module>': ...}``."""
+    analyzer = flop_analyzer(model, inputs)
+    by_module = analyzer.by_module()
+    flops = {'total': analyzer.total()}
+    flops.update({name: by_module[name] for name, _ in model.named_children()
+                  if by_module.get(name)})
+    return flops
+
+
+def measure_latency(fns: Sequence[Callable[[], object]], warmup: int = 3,
+                    repeats: int = 10) -> list[float]:
+    """Median seconds per call of each function, timed interleaved (A B A B ...) so that
+    machine noise falls on all of them alike. Synchronises CUDA around each call."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, samples in zip(fns, times):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
+
+
+def classifier(backbone: dict, num_classes: int = 1000) -> nn.Module:
+    """An mmpretrain ImageNet classifier (GAP + linear head) around a backbone config."""
+    import seplugin  # noqa: F401
+    from mmpretrain.registry import MODELS
+    backbone = dict(backbone, out_indices=(3,))
+    width = 512 if backbone['depth'] < 50 else 2048
+    return MODELS.build(dict(
+        type='ImageClassifier', backbone=backbone, neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=width))).eval()
+
+
+def paper_tables(with_flops: bool = True) -> dict[str, list[dict]]:
+    """Each paper number next to seplugin's, as rows ``{name, paper, ours}``."""
+    tables = {'parameters': [], 'reduction ratio (Table 10)': [], 'stages (Table 13)': [],
+              'GFLOPs (Table 2)': []}
+    for (kind, depth), paper in PAPER['params'].items():
+        ours = count_params(classifier(dict(type=kind, depth=depth)))
+        tables['parameters'].append(dict(name=f'{kind}-{depth}', paper=paper, ours=ours))
+    for ratio, paper in PAPER['ratio_params_m'].items():
+        ours = count_params(classifier(dict(type='SEResNet', depth=50, se_ratio=ratio)))
+        tables['reduction ratio (Table 10)'].append(
+            dict(name=f'SE-ResNet-50 r={ratio}', paper=paper, ours=ours / 1e6))
+    stages = {'ResNet-50': (False,) * 4, 'SE_Stage_2': (True, False, False, False),
+              'SE_Stage_3': (False, True, False, False),
+              'SE_Stage_4': (False, False, True, False), 'SE_All': (True,) * 4}
+    for name, se_stages in stages.items():
+        ours = count_params(classifier(dict(type='SEResNet', depth=50, se_stages=se_stages)))
+        tables['stages (Table 13)'].append(
+            dict(name=name, paper=PAPER['stage_params_m'][name], ours=ours / 1e6))
+    if with_flops:
+        image = torch.zeros(1, 3, 224, 224)
+        for depth, (plain, se) in PAPER['gflops'].items():
+            for name, paper, stages in ((f'ResNet-{depth}', plain, (False,) * 4),
+                                        (f'SE-ResNet-{depth}', se, (True,) * 4)):
+                model = classifier(dict(type='SEResNet', depth=depth, style='caffe',
+                                        se_stages=stages))
+                ours = count_flops(model, (image,))['total'] / 1e9
+                tables['GFLOPs (Table 2)'].append(dict(name=name, paper=paper, ours=ours))
+    return tables
+
+
+def build_from_config(path: str) -> tuple[nn.Module, str]:
+    """(model in eval mode, scope) from a config file, on the GPU when there is one."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    import seplugin  # noqa: F401
+    cfg = Config.fromfile(path)
+    scope = cfg.get('default_scope', 'mmengine')
+    init_default_scope(scope)
+    model = MODELS.build(cfg.model)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return model.to(device).eval(), scope
+
+
+def model_calls(model: nn.Module, scope: str,
+                shape: tuple[int, int]) -> tuple[nn.Module, tuple, Callable[[], object]]:
+    """What to measure for a built model: (module for FLOPs, its inputs, a timed call).
+
+    Detectors are measured on their tensor forward (backbone, neck, heads) for FLOPs and
+    on ``predict`` (post-processing included) for latency; classifiers on their logits.
+    The input is an in-memory tensor: no dataloader is timed.
+    """
+    device = next(model.parameters()).device
+    image = torch.zeros(1, 3, *shape, device=device)
+    if scope != 'mmdet':
+        return model, (image,), torch.no_grad()(lambda: model(image))
+    from mmdet.structures import DetDataSample
+    sample = DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                                         batch_input_shape=shape, scale_factor=(1.0, 1.0)))
+
+    class TensorForward(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.neck = model.backbone, getattr(model, 'neck', None)
+            self.detector = model
+
+        def forward(self, x):
+            return model._forward(x, [sample])
+
+    return (TensorForward(), (image,),
+            torch.no_grad()(lambda: model.predict(image, [sample], rescale=False)))

@@ -1,0 +1,63 @@
+"""The paper's architecture numbers, reproduced without training."""
+import math
+
+import pytest
+import torch
+
+from seplugin.analysis import count_flops, count_params, measure_latency, paper_tables
+from seplugin.analysis.complexity import PAPER, classifier
+
+
+@pytest.fixture(scope='module')
+def tables():
+    return paper_tables(with_flops=False)
+
+
+def test_exact_parameter_counts(tables):
+    rows = tables['parameters']
+    assert {r['name']: r['ours'] for r in rows} == {
+        'SEResNet-50': 28_088_024, 'SEResNet-101': 49_326_872, 'SEResNet-152': 66_821_848,
+        'ResNet-50': 25_557_032}
+
+
+@pytest.mark.parametrize('table', ['reduction ratio (Table 10)', 'stages (Table 13)'])
+def test_paper_million_columns_are_exact_counts_rounded_up(tables, table):
+    for row in tables[table]:
+        assert math.ceil(round(row['ours'] * 10, 6)) / 10 == row['paper'], row
+
+
+def test_stage_ablation_counts():
+    """SE in one stage adds exactly that stage's SE weights (r=16, biased)."""
+    def se_params(channels, blocks):
+        return blocks * (2 * channels * (channels // 16) + channels // 16 + channels)
+    plain = count_params(classifier(dict(type='ResNet', depth=50)))
+    for i, (channels, blocks) in enumerate([(256, 3), (512, 4), (1024, 6), (2048, 3)]):
+        stages = tuple(j == i for j in range(4))
+        model = classifier(dict(type='SEResNet', depth=50, se_stages=stages))
+        assert count_params(model) == plain + se_params(channels, blocks)
+
+
+def test_resnet50_gflops_within_one_percent_of_the_paper():
+    image = torch.zeros(1, 3, 224, 224)
+    plain = count_flops(classifier(dict(type='SEResNet', depth=50, style='caffe',
+                                        se_stages=(False,) * 4)), (image,))
+    se = count_flops(classifier(dict(type='SEResNet', depth=50, style='caffe')), (image,))
+    paper_plain, paper_se = PAPER['gflops'][50]
+    assert plain['total'] / 1e9 == pytest.approx(paper_plain, rel=0.01)
+    assert se['total'] / 1e9 == pytest.approx(paper_se, rel=0.01)
+    # the SE overhead itself: the two FCs' multiply-adds (2 C^2/16 per block), plus pooling
+    # and scaling, one per element of each block's output map
+    stages = [(256, 3, 56), (512, 4, 28), (1024, 6, 14), (2048, 3, 7)]
+    fc = sum(n * 2 * c * c // 16 for c, n, _ in stages)
+    elements = sum(n * c * s * s for c, n, s in stages)
+    assert (fc, elements) == (2_514_944, 5_519_360)
+    assert se['total'] - plain['total'] == fc + 2 * elements
+    assert set(se) >= {'total', 'backbone', 'head'}
+
+
+def test_measure_latency_interleaves_and_returns_medians():
+    calls = []
+    fast, slow = (lambda: calls.append('a')), (lambda: calls.append('b') or sum(range(200000)))
+    medians = measure_latency([fast, slow], warmup=1, repeats=5)
+    assert calls[2:] == ['a', 'b'] * 5
+    assert 0 < medians[0] < medians[1]

@@ -1,0 +1,94 @@
+"""Parameters, FLOPs and latency of configs, and the paper's architecture numbers.
+
+    python tools/complexity.py --paper                      # the paper's tables, side by side
+    python tools/complexity.py BASELINE_CONFIG SE_CONFIG [--shape H W] [--latency]
+
+With several configs the first is the baseline and the others get ratios to it; latency is
+timed interleaved on the current device (GPU when there is one) with medians.
+"""
+import argparse
+import math
+
+from seplugin.analysis.complexity import (FLOP_CONVENTION, build_from_config, count_flops,
+                                          count_params, measure_latency, model_calls,
+                                          paper_tables)
+
+
+def paper() -> None:
+    print(FLOP_CONVENTION + '\n')
+    for title, rows in paper_tables().items():
+        print(f'## {title}\n')
+        if title == 'parameters':
+            print('| model | paper | seplugin | equal |\n|---|---:|---:|---|')
+            for r in rows:
+                print(f"| {r['name']} | {r['paper']:,} | {r['ours']:,} | "
+                      f"{'yes' if r['paper'] == r['ours'] else 'NO'} |")
+        elif title.startswith('GFLOPs'):
+            print('| model | paper | seplugin | difference |\n|---|---:|---:|---:|')
+            for r in rows:
+                print(f"| {r['name']} | {r['paper']:.2f} | {r['ours']:.3f} | "
+                      f"{100 * (r['ours'] / r['paper'] - 1):+.2f}% |")
+        else:
+            # the paper's millions are the exact counts rounded up to 0.1M
+            print('| model | paper (M) | seplugin | rounded up | equal |\n'
+                  '|---|---:|---:|---:|---|')
+            for r in rows:
+                up = math.ceil(round(r['ours'] * 10, 6)) / 10
+                print(f"| {r['name']} | {r['paper']:.1f} | {r['ours'] * 1e6:,.0f} | "
+                      f"{up:.1f} | {'yes' if up == r['paper'] else 'NO'} |")
+        print()
+
+
+def configs(paths: list[str], shape: tuple[int, int], latency: bool, repeats: int) -> None:
+    rows, calls = [], []
+    for path in paths:
+        model, scope = build_from_config(path)
+        module, inputs, call = model_calls(model, scope, shape)
+        flops = count_flops(module, inputs)
+        rows.append(dict(config=path, params=count_params(model), **flops))
+        calls.append(call)
+    if latency:
+        for row, seconds in zip(rows, measure_latency(calls, repeats=repeats)):
+            row['latency_ms'] = seconds * 1e3
+    columns = [c for c in ('params', 'total', 'backbone', 'neck', 'latency_ms')
+               if all(c in r for r in rows)]
+    names = {'total': 'GFLOPs', 'backbone': 'backbone GFLOPs', 'neck': 'neck GFLOPs',
+             'params': 'params (M)', 'latency_ms': 'latency (ms)'}
+    print(f'input {shape[0]}x{shape[1]}; {FLOP_CONVENTION}\n')
+    print('| config | ' + ' | '.join(names[c] for c in columns) + ' |')
+    print('|---|' + '---:|' * len(columns))
+    base = rows[0]
+    for row in rows:
+        cells = []
+        for c in columns:
+            scale = 1e6 if c == 'params' else 1e9 if c != 'latency_ms' else 1
+            cell = f'{row[c] / scale:.3f}'
+            if row is not base:
+                cell += f' (x{row[c] / base[c]:.4f})'
+            cells.append(cell)
+        print(f"| {row['config']} | " + ' | '.join(cells) + ' |')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('configs', nargs='*', help='baseline first, then the models to compare')
+    parser.add_argument('--paper', action='store_true', help="print the paper's tables")
+    parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='input size (default 224 224 for classifiers, 800 1333 for '
+                             'detectors)')
+    parser.add_argument('--latency', action='store_true', help='also time the models')
+    parser.add_argument('--repeats', type=int, default=10, help='timed runs per model')
+    args = parser.parse_args()
+    if not args.paper and not args.configs:
+        parser.error('give configs to measure, or --paper')
+    if args.paper:
+        paper()
+    if args.configs:
+        shape = tuple(args.shape) if args.shape else (
+            (800, 1333) if 'rcnn' in args.configs[0] or 'retina' in args.configs[0]
+            else (224, 224))
+        configs(args.configs, shape, args.latency, args.repeats)
+
+
+if __name__ == '__main__':
+    main()
