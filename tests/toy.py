@@ -1,0 +1,64 @@
+"""A tiny model, dataset and metric for real mmengine Runner runs in a second or two."""
+import uuid
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch.utils.data import Dataset
+
+from seplugin.models import SELayer
+
+
+class ToyData(Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        return dict(inputs=torch.randn(4, 6, 6, generator=g), labels=torch.tensor(i % 2))
+
+
+class ToyModel(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.se = SELayer(4, ratio=2)
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, inputs, labels, mode='tensor'):
+        logits = self.fc(self.se(torch.stack(inputs)).mean((2, 3)))
+        labels = torch.stack(labels)
+        if mode == 'loss':
+            return dict(loss=torch.nn.functional.cross_entropy(logits, labels))
+        return [dict(pred=logits.argmax(1), gt=labels)]
+
+
+class ToyAccuracy(BaseMetric):
+    """Reports 'accuracy/top1' and 'accuracy/top5' in percent, like mmpretrain."""
+    default_prefix = 'accuracy'
+
+    def process(self, data_batch, data_samples):
+        self.results.extend((s['pred'] == s['gt']).tolist() for s in data_samples)
+
+    def compute_metrics(self, results):
+        top1 = 100 * float(np.mean([x for r in results for x in r]))
+        return dict(top1=top1, top5=100.0)
+
+
+def make_runner(work_dir, max_iters, seed=0, val_interval=1000, **kwargs):
+    loader = dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=True),
+                  batch_size=4, num_workers=0)
+    return Runner(
+        model=ToyModel(), work_dir=str(work_dir), train_dataloader=loader,
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        param_scheduler=dict(type='MultiStepLR', by_epoch=False, milestones=[2]),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=val_interval),
+        test_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
+        test_evaluator=ToyAccuracy(), test_cfg=dict(),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+                           logger=dict(type='LoggerHook', interval=1,
+                                       log_metric_by_epoch=False)),
+        randomness=dict(seed=seed), default_scope='mmengine',
+        # unique: runners of one process and one second would share a visualizer otherwise
+        experiment_name=uuid.uuid4().hex, **kwargs)

@@ -1,0 +1,50 @@
+"""Compare SE runs against baseline runs: mean +- std over seeds, the delta, the paper.
+
+    python tools/compare.py --se WORK_DIR [WORK_DIR ...] --baseline WORK_DIR [WORK_DIR ...]
+        [--task detection|classification] [--paper coco-r50|coco-r101|imagenet-r50|
+        places365-r152] [--out-dir DIR]
+
+Each work dir is one run (one seed) as mmengine writes it: the newest tools/test.py results
+are used, else the last validation. Writes compare.md, compare.csv, metrics.png and
+curves.png; missing or partial runs are listed, never skipped silently.
+"""
+import argparse
+import os
+import os.path as osp
+
+from seplugin.analysis.compare import (PAPER, compare, detect_task, markdown, plot,
+                                       read_run, write_csv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--se', nargs='+', required=True, help='work dirs of SE runs')
+    parser.add_argument('--baseline', nargs='+', required=True, help='work dirs of baselines')
+    parser.add_argument('--task', choices=['detection', 'classification'],
+                        help='default: from the metrics the runs logged')
+    parser.add_argument('--paper', choices=sorted(PAPER), help="the paper's rows to show")
+    parser.add_argument('--out-dir', default='work_dirs/compare')
+    args = parser.parse_args(argv)
+
+    task = args.task or detect_task(args.se + args.baseline)
+    se = [read_run(d, task) for d in args.se]
+    baseline = [read_run(d, task) for d in args.baseline]
+    problems = [f'{r.work_dir}: {r.problem}' for r in se + baseline if r.problem]
+    problems += [f'{r.work_dir}: metrics from the last validation, no test results'
+                 for r in se + baseline if r.source == 'val']
+    rows = compare([r for r in se if not r.problem], [r for r in baseline if not r.problem],
+                   task)
+    os.makedirs(args.out_dir, exist_ok=True)
+    text = markdown(rows, args.paper, problems)
+    with open(osp.join(args.out_dir, 'compare.md'), 'w') as f:
+        f.write(text + '\n')
+    write_csv(rows, osp.join(args.out_dir, 'compare.csv'))
+    pngs = plot(rows, se, baseline, task, args.out_dir)
+    print(text)
+    print(f'\nwrote compare.md, compare.csv, {", ".join(osp.basename(p) for p in pngs)} '
+          f'to {args.out_dir}')
+    return 0 if rows else 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
