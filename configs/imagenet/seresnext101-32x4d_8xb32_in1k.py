@@ -1,0 +1,5 @@
+# SE-ResNeXt-101 (32x4d) on ImageNet-1k: resnext101-32x4d_8xb32_in1k.py with SE blocks
+# (ratio 16), nothing else changed, so the two differ only by SE.
+_base_ = './resnext101-32x4d_8xb32_in1k.py'
+
+model = dict(backbone=dict(type='SEResNeXt'))

@@ -1,0 +1,9 @@
+# A narrow SE-ResNet-18 trained from scratch on the generated mini ImageNet (data: see
+# resnet18_mini_imagenet.py). Identical to resnet18_mini_imagenet.py except for the backbone:
+# SE in every block, ratio 4 so that the 16-channel first stage still squeezes to 4 channels.
+#
+# Make the data first, from the repository root:
+#   python -m seplugin.datasets.mini_cls imagenet --out data/mini_imagenet
+_base_ = './resnet18_mini_imagenet.py'
+
+model = dict(backbone=dict(type='SEResNet', se_ratio=4))
