@@ -8,6 +8,6 @@ from .version import __version__
 
 allow_runner_checkpoints()
 
-from . import models  # noqa: E402,F401  (registers the modules)
+from . import datasets, models  # noqa: E402,F401  (registers the modules)
 
 __all__ = ['__version__']
