@@ -147,8 +147,10 @@ def infer_backbone(state: Mapping[str, torch.Tensor], source: str) -> dict:
 
 
 def _target(backbone_cfg: dict, num_classes: int | None) -> nn.Module:
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    backbone = MODELS.build(dict(backbone_cfg, out_indices=(3,)))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        backbone = MODELS.build(dict(backbone_cfg, out_indices=(3,)))
     if num_classes is None:
         return nn.ModuleDict(dict(backbone=backbone))
     head = nn.Module()

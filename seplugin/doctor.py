@@ -61,8 +61,9 @@ def check_weights_only_resume() -> str | None:
     if Version(torch.__version__.split('+')[0]) < Version('2.6'):
         return None
     try:
-        import seplugin  # noqa: F401  (installs the allow-list)
         from mmengine.logging import MessageHub
+
+        import seplugin  # noqa: F401  (installs the allow-list)
         hub = MessageHub('seplugin-doctor')
         hub.update_scalar('train/loss', 1.0)
         buffer = io.BytesIO()

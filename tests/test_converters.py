@@ -179,3 +179,29 @@ def test_cli_writes_a_strictly_loadable_checkpoint(tmp_path):
     saved = load_file(str(tmp_path / 'out.pth'))
     model = classifier(saved['meta']['backbone'])
     model.load_state_dict(saved['state_dict'], strict=True)
+
+
+def test_torchvision_resnext_becomes_se_resnext():
+    src = randomise(torchvision.models.resnext50_32x4d())
+    state, backbone = convert(src.state_dict(), 'torchvision')
+    assert backbone == dict(type='SEResNeXt', depth=50, groups=32, base_width=4)
+    model = classifier(backbone)
+    model.load_state_dict(state, strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, mode='tensor'), src(x), rtol=0, atol=1e-6)
+
+
+def test_init_cfg_from_an_mmpretrain_resnet_classifier(tmp_path):
+    plain = classifier(dict(type='ResNet', depth=50))
+    for p in plain.parameters():
+        p.data.add_(torch.randn_like(p) * 0.01)
+    path = tmp_path / 'resnet50_in1k.pth'
+    torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
+    model = SEResNet(50, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                       prefix='backbone.'))
+    model.init_weights()
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[-1], plain.backbone(x)[-1], rtol=0, atol=1e-6)

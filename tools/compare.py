@@ -12,8 +12,15 @@ import argparse
 import os
 import os.path as osp
 
-from seplugin.analysis.compare import (PAPER, compare, detect_task, markdown, plot,
-                                       read_run, write_csv)
+from seplugin.analysis.compare import (
+    PAPER,
+    compare,
+    detect_task,
+    markdown,
+    plot,
+    read_run,
+    write_csv,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,15 @@ timed interleaved on the current device (GPU when there is one) with medians.
 import argparse
 import math
 
-from seplugin.analysis.complexity import (FLOP_CONVENTION, build_from_config, count_flops,
-                                          count_params, measure_latency, model_calls,
-                                          paper_tables)
+from seplugin.analysis.complexity import (
+    FLOP_CONVENTION,
+    build_from_config,
+    count_flops,
+    count_params,
+    measure_latency,
+    model_calls,
+    paper_tables,
+)
 
 
 def paper() -> None:

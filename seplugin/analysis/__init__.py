@@ -1,4 +1,3 @@
-from .complexity import (FLOP_CONVENTION, count_flops, count_params, measure_latency,
-                         paper_tables)
+from .complexity import FLOP_CONVENTION, count_flops, count_params, measure_latency, paper_tables
 
 __all__ = ['FLOP_CONVENTION', 'count_flops', 'count_params', 'measure_latency', 'paper_tables']

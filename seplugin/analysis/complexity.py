@@ -80,13 +80,17 @@ def measure_latency(fns: Sequence[Callable[[], object]], warmup: int = 3,
 
 def classifier(backbone: dict, num_classes: int = 1000) -> nn.Module:
     """An mmpretrain ImageNet classifier (GAP + linear head) around a backbone config."""
-    import seplugin  # noqa: F401
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
+
+    import seplugin  # noqa: F401
     backbone = dict(backbone, out_indices=(3,))
     width = 512 if backbone['depth'] < 50 else 2048
-    return MODELS.build(dict(
-        type='ImageClassifier', backbone=backbone, neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=width))).eval()
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope is current
+        return MODELS.build(dict(
+            type='ImageClassifier', backbone=backbone, neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=num_classes,
+                      in_channels=width))).eval()
 
 
 def paper_tables(with_flops: bool = True) -> dict[str, list[dict]]:
@@ -123,6 +127,7 @@ def build_from_config(path: str) -> tuple[nn.Module, str]:
     """(model in eval mode, scope) from a config file, on the GPU when there is one."""
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
+
     import seplugin  # noqa: F401
     cfg = Config.fromfile(path)
     scope = cfg.get('default_scope', 'mmengine')

@@ -61,3 +61,18 @@ def test_measure_latency_interleaves_and_returns_medians():
     medians = measure_latency([fast, slow], warmup=1, repeats=5)
     assert calls[2:] == ['a', 'b'] * 5
     assert 0 < medians[0] < medians[1]
+
+
+def test_detector_flops_split_backbone_and_neck():
+    from seplugin.analysis.complexity import build_from_config, model_calls
+    counts = {}
+    for name in ('faster_rcnn_r18_fpn_minicoco', 'faster_rcnn_se_r18_fpn_minicoco'):
+        model, scope = build_from_config(f'configs/mini/{name}.py')
+        module, inputs, call = model_calls(model, scope, (128, 128))
+        counts[name] = count_flops(module, inputs)
+        assert counts[name]['backbone'] > 0 and counts[name]['neck'] > 0
+        assert counts[name]['total'] > counts[name]['backbone'] + counts[name]['neck']
+        call()  # predict runs on the in-memory batch
+    base, se = counts.values()
+    assert se['neck'] == base['neck']  # SE changes only the backbone here
+    assert se['backbone'] > base['backbone']

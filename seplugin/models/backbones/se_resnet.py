@@ -6,8 +6,12 @@ from mmdet.models.backbones.resnet import ResNet
 from mmengine.logging import print_log
 from torch import nn
 
-from seplugin.models.backbones.se_block import (SE_POSITIONS, SEBasicBlock, SEBlockMixin,
-                                                SEBottleneck)
+from seplugin.models.backbones.se_block import (
+    SE_POSITIONS,
+    SEBasicBlock,
+    SEBlockMixin,
+    SEBottleneck,
+)
 from seplugin.registry import register_model
 
 STEM_POOLS = {

@@ -1,3 +1,3 @@
-from .se_fpn import SEConvModule, SEFPN
+from .se_fpn import SEFPN, SEConvModule
 
 __all__ = ['SEConvModule', 'SEFPN']

@@ -55,7 +55,7 @@ def test_loads_mmpretrain_checkpoint_strictly_with_equal_outputs():
 @pytest.mark.parametrize('depth', [18, 34, 50, 101, 152])
 @pytest.mark.parametrize('scope', ['mmdet', 'mmpretrain'])
 def test_every_depth_builds_in_both_scopes(depth, scope):
-    from mmengine.registry import DefaultScope, MODELS
+    from mmengine.registry import MODELS, DefaultScope
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(dict(type='SEResNet', depth=depth, **TINY))
     assert type(model) is SEResNet

@@ -33,7 +33,8 @@ def test_fpn_weights_load_into_se_fpn():
     missing, unexpected = sefpn.load_state_dict(fpn.state_dict(), strict=False)
     assert not unexpected
     assert missing and all('se_layer' in k for k in missing)
-    torch.testing.assert_close(sefpn.lateral_convs[1].conv.weight, fpn.lateral_convs[1].conv.weight)
+    torch.testing.assert_close(sefpn.lateral_convs[1].conv.weight,
+                               fpn.lateral_convs[1].conv.weight)
 
 
 def test_lateral_se_applies_before_top_down_sum():
@@ -42,7 +43,8 @@ def test_lateral_se_applies_before_top_down_sum():
     # recompute the lateral maps by hand: conv -> SE, then the top-down sum and 3x3 conv
     lat = [m.se_layer(m.conv(xi)) for m, xi in zip(sefpn.lateral_convs, x)]
     for i in (2, 1):
-        lat[i - 1] = lat[i - 1] + torch.nn.functional.interpolate(lat[i], size=lat[i - 1].shape[2:])
+        up = torch.nn.functional.interpolate(lat[i], size=lat[i - 1].shape[2:])
+        lat[i - 1] = lat[i - 1] + up
     expected = [conv(li) for conv, li in zip(sefpn.fpn_convs, lat)]
     for a, b in zip(sefpn(x), expected):
         torch.testing.assert_close(a, b)
