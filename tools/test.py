@@ -5,9 +5,7 @@ configs alike (the config's ``default_scope`` decides). Runs on the GPU when the
 """
 import argparse
 
-from mmengine.config import DictAction
-
-from seplugin.apis import build_runner, load_config
+from seplugin.apis import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -18,11 +16,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions into images under this folder '
                                            '(relative to the run\'s log dir)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. test_dataloader.batch_size=4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(parser, 'test_dataloader.batch_size=4')
     return parser.parse_args()
 
 

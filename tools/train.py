@@ -5,9 +5,7 @@ comes from the config's ``default_scope``. Runs on the GPU when there is one, el
 """
 import argparse
 
-from mmengine.config import DictAction
-
-from seplugin.apis import build_runner, load_config
+from seplugin.apis import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -20,11 +18,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or from the latest one in the '
                              'work dir when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. train_cfg.max_iters=10')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(parser, 'train_cfg.max_iters=10')
     return parser.parse_args()
 
 

@@ -1,9 +1,20 @@
-"""What tools/train.py and tools/test.py share: reading a config and building its runner."""
+"""What tools/train.py and tools/test.py share: their common options, reading a config and
+building its runner."""
+import argparse
 import os.path as osp
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+
+def add_common_args(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--cfg-options``, ``--launcher`` and ``--local-rank``, as OpenMMLab tools have them."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help=f'override config settings, e.g. {example}')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
 def load_config(path: str, cfg_options: dict | None = None, launcher: str = 'none',
