@@ -194,6 +194,13 @@ def test_extra_plugins_next_to_se():
     model(image())
 
 
+def test_stem_pool():
+    x = image(1, 97)  # odd size: padded floor pooling and unpadded ceil pooling differ
+    pad, ceil = SEResNet(50, **TINY).maxpool, SEResNet(50, stem_pool='ceil', **TINY).maxpool
+    assert (pad.padding, pad.ceil_mode, ceil.padding, ceil.ceil_mode) == (1, False, 0, True)
+    assert pad(x).shape[-1] == 49 and ceil(x).shape[-1] == 48
+
+
 def test_style_deep_stem_avg_down_strides_dilations():
     caffe = SEResNet(50, style='caffe', **TINY)
     assert caffe.layer2[0].conv1.stride == (2, 2) and caffe.layer2[0].conv2.stride == (1, 1)
@@ -272,6 +279,8 @@ def test_drop_path_with_se():
     (dict(depth=18, plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25),
                                   position='after_conv3')]),
      r"SEBasicBlock cannot take plugins at \['after_conv3'\]"),
+    (dict(depth=50, stem_pool='avg'), r"unknown stem_pool 'avg'; expected one of "
+                                      r"\('pad', 'ceil'\)"),
     (dict(depth=50, expansion=2), r'expansion 2 does not match depth 50, whose Bottleneck '
                                   r'has expansion 4'),
 ])
