@@ -1,0 +1,3 @@
+from .hooks import ResumableRandomnessHook
+
+__all__ = ['ResumableRandomnessHook']
