@@ -1,13 +1,16 @@
 """seplugin: Squeeze-and-Excitation networks for MMDetection 3.x and MMPretrain 1.x.
 
 Importing it (``custom_imports=dict(imports=['seplugin'])`` in a config) registers its
-modules and allow-lists the types of mmengine checkpoints for ``torch.load(weights_only=True)``.
+modules and hooks, allow-lists the types of mmengine checkpoints for
+``torch.load(weights_only=True)`` and makes mmengine's loading of local checkpoint files
+check them (clear errors for truncated, corrupt or unsafe files).
 """
-from .checkpoint import allow_runner_checkpoints
+from .checkpoint import allow_runner_checkpoints, use_checked_local_loader
 from .version import __version__
 
 allow_runner_checkpoints()
+use_checked_local_loader()
 
-from . import datasets, models  # noqa: E402,F401  (registers the modules)
+from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
 
 __all__ = ['__version__']
