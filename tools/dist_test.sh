@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Distributed evaluation with torchrun: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args]
-# Several machines: NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 on each node.
+# Distributed evaluation with torchrun (torch.distributed.run):
+#   bash tools/dist_test.sh CONFIG CHECKPOINT NPROC [test.py options]
+# Each process evaluates its share of the data; the results are gathered on rank 0, which
+# computes the metric. Several machines, GPUs or CPUs, PYTHON: as in tools/dist_train.sh.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: $0 CONFIG CHECKPOINT NPROC [test.py options]" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
-GPUS=$3
+NPROC=$3
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+TOOLS=$(dirname "$0")
 
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-python -m torch.distributed.run \
+PYTHONPATH="$TOOLS/..":${PYTHONPATH:-} \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
+    --nproc_per_node="$NPROC" \
     --master_port="$PORT" \
-    "$(dirname "$0")/test.py" \
+    "$TOOLS/test.py" \
     "$CONFIG" \
     "$CHECKPOINT" \
     --launcher pytorch "${@:4}"

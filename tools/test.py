@@ -5,7 +5,16 @@ configs alike (the config's ``default_scope`` decides). Runs on the GPU when the
 """
 import argparse
 
-from seplugin.apis import add_common_args, build_runner, load_config
+from seplugin.apis import (
+    TEST_KEYS,
+    add_common_args,
+    build_runner,
+    explain_module_errors,
+    finish_distributed,
+    load_config,
+    require_keys,
+)
+from seplugin.checkpoint import verify_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -22,7 +31,11 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir,
+                      args.dist_backend)
+    require_keys(cfg, TEST_KEYS, 'testing', args.config)
+    if '://' not in args.checkpoint:
+        verify_checkpoint(args.checkpoint)  # before the runner writes anything
     cfg.load_from = args.checkpoint
     detection = cfg.get('default_scope') == 'mmdet'
     if args.show_dir:
@@ -39,9 +52,11 @@ def main() -> None:
             from mmdet.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
         else:
-            from mmpretrain.evaluation import DumpResults
+            from mmengine.evaluator import DumpResults  # mmpretrain has none of its own
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    with explain_module_errors(runner.model):
+        runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

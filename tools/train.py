@@ -5,7 +5,18 @@ comes from the config's ``default_scope``. Runs on the GPU when there is one, el
 """
 import argparse
 
-from seplugin.apis import add_common_args, build_runner, load_config
+from mmengine.runner import find_latest_checkpoint
+
+from seplugin.apis import (
+    TRAIN_KEYS,
+    add_common_args,
+    build_runner,
+    explain_module_errors,
+    finish_distributed,
+    load_config,
+    require_keys,
+)
+from seplugin.checkpoint import verify_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,7 +35,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir,
+                      args.dist_backend)
+    require_keys(cfg, TRAIN_KEYS, 'training', args.config)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -37,7 +50,20 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    build_runner(cfg).train()
+    if cfg.get('resume'):
+        # A bad checkpoint fails here, before the runner writes anything to the work dir.
+        checkpoint = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+        if checkpoint and '://' not in checkpoint:
+            verify_checkpoint(checkpoint)
+    if cfg.get('randomness', {}).get('deterministic'):
+        # A deterministic run should also resume deterministically (see the hook).
+        hooks = list(cfg.get('custom_hooks') or [])
+        if not any(h.get('type') == 'ResumableRandomnessHook' for h in hooks):
+            cfg.custom_hooks = hooks + [dict(type='ResumableRandomnessHook')]
+    runner = build_runner(cfg)
+    with explain_module_errors(runner.model):
+        runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':
