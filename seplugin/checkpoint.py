@@ -118,6 +118,15 @@ def load_file(path: str) -> dict:
     return _torch_load(path, 'cpu')
 
 
+# Checkpoints read by verify_checkpoint, kept for the runner's load of the same file.
+_verified: dict[str, tuple[tuple, dict]] = {}
+
+
+def _stamp(path: str) -> tuple:
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
 def load_from_local(filename: str, map_location=None) -> dict:
     """mmengine's loader of local checkpoint files (``CheckpointLoader`` scheme ``''``,
     used by ``load_from``, ``--resume`` and ``tools/test.py``), with clear errors.
@@ -126,18 +135,26 @@ def load_from_local(filename: str, map_location=None) -> dict:
     failed reading zip archive" without the file's name, and a file damaged inside its
     tensor data loads silently. This one names the file, checks the records' checksums and
     loads with ``weights_only=True`` (seplugin's allow-list covers runner checkpoints).
+    A file :func:`verify_checkpoint` has read (and that has not changed since) is not read
+    again when loaded to the CPU.
     """
     filename = os.path.expanduser(filename)
     if not os.path.isfile(filename):
         raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
+    stamp, checkpoint = _verified.pop(os.path.realpath(filename), (None, None))
+    if checkpoint is not None and stamp == _stamp(filename) \
+            and map_location in (None, 'cpu'):
+        return checkpoint
     return _torch_load(filename, map_location)
 
 
 def verify_checkpoint(path: str) -> None:
-    """Read a local checkpoint file once through :func:`load_from_local`, to fail on a
-    missing, truncated, corrupt or unsafe file before a run writes anything (the Runner
-    creates its log folder and dumps its config before it loads checkpoints)."""
-    load_from_local(path, 'cpu')
+    """Read a local checkpoint file through :func:`load_from_local`, to fail on a missing,
+    truncated, corrupt or unsafe file before a run writes anything (the Runner creates its
+    log folder and dumps its config before it loads checkpoints). The loaded checkpoint is
+    kept for the Runner's load of the same file, which then costs no second read."""
+    checkpoint = load_from_local(path, 'cpu')
+    _verified[os.path.realpath(os.path.expanduser(path))] = (_stamp(path), checkpoint)
 
 
 def use_checked_local_loader() -> None:

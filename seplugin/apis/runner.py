@@ -1,11 +1,13 @@
 """mmengine's Runner with up-front checks of what it is given: datasets, checkpoints, and
 the shapes the model's modules meet."""
+import re
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 from seplugin.checkpoint import CheckpointError, check_state_dict_fits
 
@@ -133,10 +135,11 @@ class CheckedRunner(Runner):
     # -- checkpoints -----------------------------------------------------------------
     def load_checkpoint(self, filename, map_location='cpu', strict=False,
                         revise_keys=[(r'^module.', '')]):  # noqa: B006 (mmengine's default)
+        """``Runner.load_checkpoint``, plus: for ``resume``, the file must hold training
+        state; for ``resume``, ``val()`` and ``test()``, its weights must fit the model
+        (checked before they are copied into it)."""
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
         if self._resuming:
-            # Read first, to check for training state before mmengine indexes 'meta'.
-            from mmengine.runner.checkpoint import _load_checkpoint
-            checkpoint = _load_checkpoint(filename, map_location=map_location)
             missing = [key for key in ('meta', 'state_dict') if key not in checkpoint]
             if missing or 'iter' not in checkpoint['meta']:
                 raise CheckpointError(
@@ -144,14 +147,17 @@ class CheckedRunner(Runner):
                     f'({", ".join(missing) or "meta.iter"} missing); it is a weights file, '
                     'not a checkpoint written by a training run. Start from its weights '
                     'with load_from instead')
-        checkpoint = super().load_checkpoint(filename, map_location=map_location,
-                                             strict=strict, revise_keys=revise_keys)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self._unwrapped_model()
         if self._checkpoint_must_fit:
-            unexpected = check_state_dict_fits(self._unwrapped_model(), checkpoint, filename,
-                                               revise_keys)
+            unexpected = check_state_dict_fits(model, checkpoint, filename, revise_keys)
             if unexpected:
                 self.logger.warning(f'checkpoint {filename!r} has {len(unexpected)} keys '
                                     f'the model does not use: {unexpected[:8]}')
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict,
+                                               revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
     def resume(self, filename, *args, **kwargs):
@@ -170,6 +176,11 @@ class CheckedRunner(Runner):
         return super().test()
 
 
+# torch's messages for sizes that do not agree ("mat1 and mat2 shapes cannot be multiplied",
+# "expected input[8, 16, 32, 32] to have 64 channels", "size of tensor a (7) must match")
+SHAPE_ERROR = re.compile(r'shape|size|channel|dimension', re.IGNORECASE)
+
+
 @contextmanager
 def explain_module_errors(model: torch.nn.Module):
     """Name the module in whose forward an error arises, with its input shapes.
@@ -177,8 +188,9 @@ def explain_module_errors(model: torch.nn.Module):
     A config whose widths do not agree (a head's ``in_channels`` that is not the
     backbone's output width, say) fails inside torch with "mat1 and mat2 shapes cannot be
     multiplied (32x128 and 64x1000)", naming neither the module nor the config key. Within
-    this context, such a ``RuntimeError`` is raised again with the innermost module that
-    was running, e.g. ``model.head.fc (Linear(in_features=64, ...)) got input of shape
+    this context, such a ``RuntimeError`` (one whose message speaks of shapes, sizes,
+    channels or dimensions) is raised again with the innermost module that was running,
+    e.g. ``model.head.fc (Linear(in_features=64, ...)), called with input of shape
     (32, 128)``. Costs two Python calls per module and forward.
     """
     if is_model_wrapper(model):
@@ -198,17 +210,18 @@ def explain_module_errors(model: torch.nn.Module):
     try:
         yield
     except RuntimeError as e:
-        if not stack:
+        if not stack or not SHAPE_ERROR.search(str(e)):
             raise
         module, args = stack[-1]
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-        name = names[module] or '(the model itself)'
+        path = f'model.{names[module]}' if names[module] else 'model'
+        section = '.'.join(path.split('.')[:2])
         text = repr(module).splitlines()[0]
         raise RuntimeError(
-            f'{e}\n--> in model.{name} ({text}), called with input of shape '
+            f'{e}\n--> in {path} ({text}), called with input of shape '
             f'{shapes[0] if len(shapes) == 1 else shapes}: check the config values that '
-            f'size model.{name.split(".")[0]} and the layers feeding it '
-            '(in_channels, num_classes, ...)') from e
+            f'size {section} and the layers feeding it (in_channels, num_classes, ...)'
+        ) from e
     finally:
         for handle in handles:
             handle.remove()

@@ -237,3 +237,13 @@ def test_detection_head_with_another_class_count(coco, tmp_path):
                                          r"\('circle', 'square', 'triangle'\)"):
         tool('train', DET, *det_options(coco, tmp_path / 'w',
                                         'model.roi_head.bbox_head.num_classes=5'))
+
+
+def test_detection_neck_widths_that_do_not_fit_the_backbone(coco, tmp_path):
+    """The backbone's last stage has 128 channels (base_channels 16); the neck expects 256."""
+    with pytest.raises(RuntimeError, match=r'--> in model\.neck\.lateral_convs\.3\.conv '
+                                           r'\(Conv2d\(256, 64, .*\)\), called with input of '
+                                           r'shape \(\d+, 128, 4, 4\): check the config values '
+                                           r'that size model\.neck'):
+        tool('train', DET, *det_options(coco, tmp_path / 'w',
+                                        'model.neck.in_channels=[16,32,64,256]'))
