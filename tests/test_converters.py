@@ -13,15 +13,25 @@ from seplugin.converters import ConversionError, convert
 from seplugin.models import SEResNet
 
 
-def randomise(model):
-    """Non-trivial BN statistics and affine parameters, so equal outputs mean something."""
+def randomise(model, gain=(0.5, 1.5)):
+    """Non-trivial BN statistics and affine parameters, so equal outputs mean something.
+    Deep networks need a smaller ``gain`` (BN weights) to stay out of the chaotic regime,
+    where float rounding alone changes the outputs."""
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(*gain)
             m.bias.data.normal_(0, 0.1)
     return model.eval()
+
+
+def assert_same_outputs(actual, expected, tolerance=1e-5):
+    """Equal up to float rounding, measured against the outputs' scale: seplugin's SE tail
+    rounds once (a fused multiply-add) where timm's rounds twice, and the randomised deep
+    networks here reach values of 1e6 and more."""
+    scale = expected.abs().max()
+    torch.testing.assert_close(actual / scale, expected / scale, rtol=0, atol=tolerance)
 
 
 def classifier(backbone, num_classes=1000):
@@ -47,11 +57,11 @@ def test_converted_model_gives_the_source_outputs(name, source, expected):
     model.load_state_dict(state, strict=True)
     x = torch.randn(2, 3, 97, 97)  # odd size: the stem pooling must match too
     with torch.no_grad():
-        torch.testing.assert_close(model(x, mode='tensor'), src(x), rtol=1e-5, atol=1e-5)
+        assert_same_outputs(model(x, mode='tensor'), src(x))
 
 
 def test_timm_deep_stem_variant():
-    src = randomise(timm.create_model('seresnet152d'))
+    src = randomise(timm.create_model('seresnet152d'), gain=(0.2, 0.6))
     state, backbone = convert(src.state_dict(), 'timm', backbone_only=True)
     assert backbone == dict(type='SEResNet', depth=152, deep_stem=True, stem_channels=64,
                             avg_down=True, se_ratio=16)
@@ -59,8 +69,7 @@ def test_timm_deep_stem_variant():
     model.load_state_dict(state, strict=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(model(x)[-1], src.forward_features(x), rtol=1e-5,
-                                   atol=1e-5)
+        assert_same_outputs(model(x)[-1], src.forward_features(x))
 
 
 def test_mmpretrain_checkpoint_needs_no_conversion():

@@ -1,4 +1,5 @@
 """Parameters, FLOPs and latency of models, and the paper's architecture tables."""
+import random
 import statistics
 import time
 from collections import Counter
@@ -41,11 +42,17 @@ def flop_analyzer(model: nn.Module, inputs: tuple) -> FlopAnalyzer:
     analyzer = FlopAnalyzer(model, inputs)
     # a counter that counts nothing: mmengine's set_op_handle(op, None) keeps the old one
     analyzer.set_op_handle('aten::batch_norm', lambda inputs, outputs: Counter())
-    for op in ('aten::mean', 'aten::amax'):  # SE squeeze: one add/compare per element
+    for op in ('aten::mean', 'aten::sum', 'aten::amax'):  # SE squeeze: one per element
         analyzer.set_op_handle(op, elementwise_flop_counter(1, 0))
-    analyzer.set_op_handle('aten::mul', elementwise_flop_counter(0, 1))  # SE scaling
+    # SE scaling; addcmul is the scaling fused with the residual addition, which (as in
+    # ResNet) is not counted
+    scale = elementwise_flop_counter(0, 1)
+    for op in ('aten::mul', 'aten::addcmul'):  # not the traced int products of shapes
+        analyzer.set_op_handle(op, lambda i, o: flops if (flops := scale(i, o)) > 1 else 0)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():  # trace (cached) the inference graph, not training bookkeeping
+        analyzer.total()
     return analyzer
 
 
@@ -60,21 +67,28 @@ def count_flops(model: nn.Module, inputs: tuple) -> dict[str, int]:
 
 
 def measure_latency(fns: Sequence[Callable[[], object]], warmup: int = 3,
-                    repeats: int = 10) -> list[float]:
+                    repeats: int = 10, shuffle: bool = False) -> list[float]:
     """Median seconds per call of each function, timed interleaved (A B A B ...) so that
-    machine noise falls on all of them alike. Synchronises CUDA around each call."""
+    machine noise falls on all of them alike; with ``shuffle`` each round runs them in a
+    new (seeded) random order, so that none always follows the same one (on a CPU, the
+    allocator and cache state a call inherits from the one before is a bias of its own).
+    Synchronises CUDA around each call."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for fn in fns:
         for _ in range(warmup):
             fn()
     times = [[] for _ in fns]
+    order = list(range(len(fns)))
+    rng = random.Random(0)
     for _ in range(repeats):
-        for fn, samples in zip(fns, times):
+        if shuffle:
+            rng.shuffle(order)
+        for i in order:
             sync()
             start = time.perf_counter()
-            fn()
+            fns[i]()
             sync()
-            samples.append(time.perf_counter() - start)
+            times[i].append(time.perf_counter() - start)
     return [statistics.median(samples) for samples in times]
 
 

@@ -9,7 +9,7 @@ from torch import nn
 class ExcitationRecorder:
     """Collects the gate of every SE layer of a backbone, summed per class.
 
-    Forward hooks on each SE layer's second FC (whose output is the gate) keep the model
+    Forward hooks on each SE layer's gate activation (its output is the gate) keep the model
     untouched; use it as a context manager so the hooks go away afterwards.
     """
 
@@ -25,7 +25,8 @@ class ExcitationRecorder:
 
     def __enter__(self) -> 'ExcitationRecorder':
         for name, layer in self.layers.items():
-            self._handles.append(layer.conv2.register_forward_hook(
+            # the gate's activation: its output is the gate
+            self._handles.append(layer.conv2.activate.register_forward_hook(
                 lambda module, args, out, name=name: self._gates.__setitem__(
                     name, out.detach().flatten(1).float().cpu())))
         return self

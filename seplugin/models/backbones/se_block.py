@@ -13,6 +13,7 @@ from mmdet.models.backbones.resnext import Bottleneck as ResNeXtBottleneck
 from torch import nn
 
 from seplugin.models.layers.se_layer import SELayer
+from seplugin.models.layers.se_residual import batch_norm_affine, se_residual_relu
 
 # Where SE sits in a residual unit (the paper's integration study, Fig. 5 and Table 14):
 SE_POSITIONS = (
@@ -105,10 +106,9 @@ class SEBlockMixin:
         return self.norm2 if isinstance(self, BasicBlock) else self.norm3
 
     def residual_branch(self, x: torch.Tensor) -> torch.Tensor:
-        """The block's conv-BN-ReLU branch, up to and including its last BN."""
+        """The block's conv-BN-ReLU branch up to its last conv; :meth:`branch_end` follows."""
         if isinstance(self, BasicBlock):
-            out = self.relu(self.norm1(self.conv1(x)))
-            return self.norm2(self.conv2(out))
+            return self.conv2(self.relu(self.norm1(self.conv1(x))))
         out = self.relu(self.norm1(self.conv1(x)))
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv1_plugin_names)
@@ -117,8 +117,12 @@ class SEBlockMixin:
             out = self.se_layer(out)
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv2_plugin_names)
-        out = self.norm3(self.conv3(out))
-        if self.with_plugins:
+        return self.conv3(out)
+
+    def branch_end(self, x: torch.Tensor) -> torch.Tensor:
+        """The last BN of the residual branch and the plugins after the last conv."""
+        out = self.last_norm(x)
+        if isinstance(self, Bottleneck) and self.with_plugins:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
         return out
 
@@ -128,16 +132,29 @@ class SEBlockMixin:
             if self.se_position == 'identity':
                 identity = self.se_layer(identity)
             out = self.residual_branch(self.se_layer(x) if self.se_position == 'pre' else x)
+            if self._fused_se_tail():
+                # relu(bn(out) * gate + identity), without keeping bn(out) for backward
+                scaled, affine = batch_norm_affine(self.last_norm, out)
+                return se_residual_relu(scaled, self.se_layer.gate(scaled), identity, out,
+                                        affine)
+            out = self.branch_end(out)
             if self.se_position == 'standard':
                 out = self.se_layer(out)
-            return self.drop_path(out) + identity
+            out = self.drop_path(out)
+            out += identity
+            return self.relu(out)
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(unit, x, use_reentrant=False)
         else:
             out = unit(x)
-        out = self.relu(out)
         return self.se_layer(out) if self.se_position == 'post' else out
+
+    def _fused_se_tail(self) -> bool:
+        """Standard SE right after the last BN, and no stochastic depth in this pass."""
+        return (self.se_position == 'standard'
+                and not getattr(self, 'after_conv3_plugin_names', None)
+                and not (self.training and isinstance(self.drop_path, DropPath)))
 
 
 class SEBasicBlock(SEBlockMixin, BasicBlock):

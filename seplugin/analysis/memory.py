@@ -1,0 +1,74 @@
+"""Exact tensor memory of a step: peak live bytes and bytes kept for backward.
+
+Process RSS is noisier than the effects worth measuring (allocator caches, page reuse), so
+both counts follow tensor storages themselves: every storage an operation creates is
+counted from its creation until Python and autograd release it.
+"""
+import weakref
+from collections.abc import Callable, Iterable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+class PeakTensorMemory(TorchDispatchMode):
+    """Live and peak bytes of the tensor storages created while the mode is active.
+
+    Storages that existed before (parameters, optimizer state of earlier steps) are not
+    counted; gradients and new optimizer state are. Views share their base's storage and
+    count once.
+
+    Example:
+        >>> with PeakTensorMemory() as mem:
+        ...     a = torch.empty(1000)              # 4000 bytes live
+        ...     del a
+        ...     b = torch.empty(500)
+        >>> mem.peak, mem.live
+        (4000, 2000)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._tracked.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_flatten(out)[0]:
+            if not isinstance(tensor, torch.Tensor) or tensor.device.type == 'meta':
+                continue
+            storage = tensor.untyped_storage()
+            key = storage._cdata
+            if key in self._tracked:
+                continue
+            nbytes = storage.nbytes()
+            self._tracked.add(key)
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._release, key, nbytes)
+        return out
+
+
+def saved_tensor_bytes(fn: Callable[[], object], ignore: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages autograd keeps for backward while ``fn`` runs
+    (views and tensors saved twice count once), leaving out those of ``ignore`` (e.g. a
+    model's parameters, to count activations only)."""
+    storages: dict[int, int] = {}
+    ignored = {t.untyped_storage().data_ptr() for t in ignore}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in ignored:
+            storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0),
+                                               storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(storages.values())

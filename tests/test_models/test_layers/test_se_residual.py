@@ -1,0 +1,271 @@
+"""The lean SE tail gives the plain formula's numbers while keeping one map less."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seplugin.analysis.memory import PeakTensorMemory, saved_tensor_bytes
+from seplugin.models import SEResNet
+from seplugin.models.backbones import se_block
+from seplugin.models.layers.se_residual import batch_norm_affine, se_residual_relu
+
+
+def plain_tail(x, gate, identity, bn_input=None, bn_affine=None):
+    """The formula as MMPretrain and timm write it; autograd keeps x."""
+    return F.relu(x * gate + identity)
+
+
+NORMS = {
+    'bn train': lambda: nn.BatchNorm2d(6),
+    'bn eval': lambda: nn.BatchNorm2d(6).eval(),
+    'bn momentum None': lambda: nn.BatchNorm2d(6, momentum=None),
+    'bn no running stats': lambda: nn.BatchNorm2d(6, track_running_stats=False),
+    'bn no affine': lambda: nn.BatchNorm2d(6, affine=False),
+    'group norm (x is kept)': lambda: nn.GroupNorm(2, 6),
+}
+
+
+def randomise(norm: nn.Module) -> nn.Module:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.uniform_(-1.5, 1.5)
+        if getattr(norm, 'running_mean', None) is not None:
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.5, 2)
+    return norm
+
+
+def run_tail(tail, norm, z, gate, identity):
+    """Output, gradients (z, gate, identity, norm params) and norm buffers of a tail."""
+    leaves = [t.detach().clone().requires_grad_() for t in (z, gate, identity)]
+    z, gate, identity = leaves
+    x, affine = batch_norm_affine(norm, z) if tail is se_residual_relu else (norm(z), None)
+    out = tail(x, gate, identity, z, affine)
+    weights = torch.randn_like(out)
+    params = list(norm.parameters())
+    grads = torch.autograd.grad((out * weights).sum(), leaves + params)
+    return out, grads, [b.clone() for b in norm.buffers()]
+
+
+@pytest.mark.parametrize('norm', NORMS.values(), ids=NORMS.keys())
+def test_equals_plain_formula_in_float64(norm):
+    torch.manual_seed(0)
+    z = torch.randn(3, 6, 5, 7, dtype=torch.float64) * 2 + 0.5
+    gate = torch.rand(3, 6, 1, 1, dtype=torch.float64)
+    identity = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    norm = randomise(norm()).double()
+    results = []
+    for tail in (se_residual_relu, plain_tail):
+        torch.manual_seed(2)
+        results.append(run_tail(tail, copy.deepcopy(norm), z, gate, identity))
+    (out, grads, buffers), (out_ref, grads_ref, buffers_ref) = results
+    assert (out_ref == 0).any() and (out_ref > 0).any()  # the ReLU mask matters
+    torch.testing.assert_close(out, out_ref, rtol=1e-12, atol=1e-12)
+    for grad, grad_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    for buffer, buffer_ref in zip(buffers, buffers_ref):  # running stats updated once
+        torch.testing.assert_close(buffer, buffer_ref, rtol=0, atol=0)
+
+
+def test_output_is_one_fused_multiply_add_bit_for_bit():
+    torch.manual_seed(0)
+    x, identity = torch.randn(2, 8, 6, 6), torch.randn(2, 8, 6, 6)
+    gate = torch.rand(2, 8, 1, 1)
+    expected = F.relu(torch.addcmul(identity, x, gate))
+    assert torch.equal(se_residual_relu(x.clone(), gate, identity), expected)
+    # within rounding of the twice-rounded formula
+    torch.testing.assert_close(expected, F.relu(x * gate + identity))
+
+
+def test_keeps_one_map_less_than_the_plain_formula():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(16)
+    z = torch.randn(4, 16, 32, 32, requires_grad=True)
+    gate = torch.rand(4, 16, 1, 1, requires_grad=True)
+    identity = torch.randn(4, 16, 32, 32, requires_grad=True)
+
+    def fused():
+        x, affine = batch_norm_affine(bn, z)
+        se_residual_relu(x, gate, identity, z, affine)
+
+    def plain():
+        plain_tail(bn(z), gate, identity)
+
+    one_map = z.numel() * z.element_size()
+    small = 8 * gate.numel() * gate.element_size()  # gate, statistics, alpha, beta
+    difference = saved_tensor_bytes(plain) - saved_tensor_bytes(fused)
+    assert one_map - small <= difference <= one_map + small
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_network_keeps_what_resnet_keeps(memory_format):
+    """SE-ResNet-50's activations kept for backward: the plain formula keeps ~20% more
+    than ResNet-50; seplugin's within 1.5% (the gates and pooled features)."""
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 96, 96).contiguous(memory_format=memory_format)
+
+    def saved(model):
+        model = model.to(memory_format=memory_format).train()
+        return saved_tensor_bytes(lambda: sum(o.sum() for o in model(image)).backward(),
+                                  ignore=model.parameters())
+
+    plain = saved(SEResNet(50, se_stages=(False,) * 4))
+    lean = saved(SEResNet(50))
+    original = se_block.se_residual_relu
+    se_block.se_residual_relu = plain_tail
+    try:
+        formula = saved(SEResNet(50))
+    finally:
+        se_block.se_residual_relu = original
+    assert lean / plain < 1.015
+    assert formula / plain > 1.15
+
+
+def test_peak_memory_over_resnet_does_not_grow_with_the_input():
+    """Peak live tensor memory of forward + backward: lean SE costs ResNet-50 a constant
+    (gradients of its own weights), the plain formula also a share of every activation."""
+    def peak(model, size):
+        image = torch.randn(2, 3, size, size)
+        with PeakTensorMemory() as memory:
+            sum(o.sum() for o in model.train()(image)).backward()
+        return memory.peak
+
+    torch.manual_seed(0)
+    plain, lean = SEResNet(50, se_stages=(False,) * 4), SEResNet(50)
+    original = se_block.se_residual_relu
+    se_block.se_residual_relu = plain_tail
+    try:
+        formula = {size: peak(lean, size) for size in (96, 160)}
+    finally:
+        se_block.se_residual_relu = original
+    lean_extra = {size: peak(lean, size) - peak(plain, size) for size in (96, 160)}
+    formula_extra = {size: formula[size] - peak(plain, size) for size in (96, 160)}
+    se_weights = sum(p.numel() * 4 for n, p in lean.named_parameters() if 'se_layer' in n)
+    assert abs(lean_extra[160] - lean_extra[96]) < 2**20
+    assert max(lean_extra.values()) < 2 * se_weights + 2**20
+    assert formula_extra[160] - formula_extra[96] > 8 * 2**20
+
+
+def test_block_training_and_inference_equal_plain_formula():
+    """Whole network, float64: the fused tail against the formula in train and eval."""
+    torch.manual_seed(0)
+    model = SEResNet(50, base_channels=8, se_ratio=4).double()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            randomise(m)
+    image = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    for mode in (True, False):
+        results = []
+        for tail in (se_residual_relu, plain_tail):
+            se_block.se_residual_relu = tail
+            try:
+                copied = copy.deepcopy(model).train(mode)
+                out = copied(image)[-1]
+                out.square().mean().backward()
+            finally:
+                se_block.se_residual_relu = se_residual_relu
+            results.append((out, [p.grad for p in copied.parameters()],
+                            list(copied.buffers())))
+        (out, grads, buffers), (out_ref, grads_ref, buffers_ref) = results
+        torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
+        for grad, grad_ref in zip(grads, grads_ref):
+            torch.testing.assert_close(grad, grad_ref, rtol=1e-8, atol=1e-12)
+        for buffer, buffer_ref in zip(buffers, buffers_ref):
+            torch.testing.assert_close(buffer, buffer_ref, rtol=1e-10, atol=0)
+
+
+def test_no_grad_inference_equals_autograd_forward():
+    torch.manual_seed(0)
+    model = SEResNet(50, base_channels=8, se_ratio=4).eval()
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        fast = model(image)
+    for a, b in zip(fast, model(image)):
+        assert torch.equal(a, b)
+
+
+def block_results(block, x, tail, dtype=None):
+    """Output and gradients of one SE block run with the given tail (autocast to dtype)."""
+    se_block.se_residual_relu = tail
+    try:
+        block = copy.deepcopy(block).train()
+        x = x.detach().clone().requires_grad_()
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            out = block(x)
+        out.float().square().mean().backward()
+    finally:
+        se_block.se_residual_relu = se_residual_relu
+    return [out, x.grad] + [p.grad for p in block.parameters()]
+
+
+def a_block(device='cpu'):
+    """layer2[0] of an SE-ResNet-50 (with downsample) and an input for it."""
+    torch.manual_seed(0)
+    block = SEResNet(50, base_channels=16, se_ratio=4).layer2[0].to(device)
+    for m in block.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            randomise(m)
+    return block, torch.randn(4, 64, 16, 16, device=device)
+
+
+def test_channels_last_block_equals_contiguous():
+    block, x = a_block()
+    contiguous = block_results(block, x, se_residual_relu)
+    last = block_results(block.to(memory_format=torch.channels_last),
+                         x.contiguous(memory_format=torch.channels_last), se_residual_relu)
+    assert last[0].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(last, contiguous):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_block_matches_plain_formula(dtype):
+    block, x = a_block('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        fused = block_results(block, x, se_residual_relu, dtype)
+    except RuntimeError as error:  # e.g. float16 autocast on a CPU build without it
+        pytest.skip(f'{dtype} autocast does not run here: {error}')
+    plain = block_results(block, x, plain_tail, dtype)
+    assert fused[0].dtype == dtype
+    for a, b in zip(fused, plain):
+        assert torch.isfinite(a).all()
+        scale = b.float().abs().max()
+        torch.testing.assert_close(a.float() / scale, b.float() / scale, rtol=0, atol=0.02)
+
+
+def test_torch_compile_matches_eager():
+    torch.manual_seed(0)
+    model = SEResNet(18, base_channels=8, se_ratio=4).train()
+    image = torch.randn(2, 3, 32, 32)
+    compiled_model = copy.deepcopy(model)
+    compiled = torch.compile(compiled_model, backend='aot_eager')
+    for net, forward in ((model, model), (compiled_model, compiled)):
+        out = forward(image)[-1]
+        out.square().mean().backward()
+    torch.testing.assert_close(compiled(image)[-1], model(image)[-1])
+    for p, q in zip(model.parameters(), compiled_model.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_fallbacks_keep_x():
+    """SyncBN (statistics of other processes) and non-BN norms: no affine, x is kept."""
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    for norm in (nn.SyncBatchNorm(4).eval(), nn.GroupNorm(2, 4), nn.Identity()):
+        x, affine = batch_norm_affine(norm, z)
+        assert affine is None
+        torch.testing.assert_close(x, norm(z))
+    with torch.no_grad():  # nothing to keep: no affine either
+        assert batch_norm_affine(nn.BatchNorm2d(4), z)[1] is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+def test_cuda_matches_cpu():
+    torch.manual_seed(0)
+    model = SEResNet(50, base_channels=8, se_ratio=4).train()
+    image = torch.randn(2, 3, 64, 64)
+    cpu = model(image)[-1]
+    gpu = copy.deepcopy(model).cuda()(image.cuda())[-1]
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
