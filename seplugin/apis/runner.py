@@ -5,6 +5,8 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from mmengine.hooks import LoggerHook
+from mmengine.hooks import logger_hook as logger_hook_module
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
@@ -50,7 +52,10 @@ class CheckedRunner(Runner):
       random weights where the checkpoint had none; fine-tuning from ``load_from`` stays
       lenient, as in mmengine;
     - a ``resume`` from a file without training state;
-    - SyncBN in a distributed run on CPUs (see :func:`seplugin.apis.dist.check_sync_bn`).
+    - SyncBN in a distributed run on CPUs (see :func:`seplugin.apis.dist.check_sync_bn`);
+
+    and in a distributed ``test()`` only rank 0 writes the metrics file (mmengine lets every
+    rank write it, and the writes race).
 
     ``tools/train.py`` and ``tools/test.py`` use it unless the config names a
     ``runner_type``.
@@ -173,12 +178,38 @@ class CheckedRunner(Runner):
 
     def test(self):
         self._checkpoint_must_fit = True
+        if self.rank != 0:
+            for hook in self._hooks:
+                if isinstance(hook, LoggerHook):
+                    _without_metrics_file(hook)
         return super().test()
 
 
 # torch's messages for sizes that do not agree ("mat1 and mat2 shapes cannot be multiplied",
 # "expected input[8, 16, 32, 32] to have 64 channels", "size of tensor a (7) must match")
 SHAPE_ERROR = re.compile(r'shape|size|channel|dimension', re.IGNORECASE)
+
+
+def _without_metrics_file(hook: LoggerHook) -> None:
+    """Keep a rank other than 0 from writing the test metrics file.
+
+    mmengine's ``LoggerHook.after_test_epoch`` dumps the metrics to
+    ``<work_dir>/<timestamp>/<timestamp>.json`` on every rank. The ranks share the
+    timestamp and, on one machine or shared storage, the file: their writes race, and the
+    file can end up as one rank's JSON followed by the tail of another's (seen with 2
+    processes here). Only rank 0 writes it now; the others still log the metrics.
+    """
+    after_test_epoch = hook.after_test_epoch
+
+    def without_dump(runner, metrics=None):
+        dump = logger_hook_module.dump
+        logger_hook_module.dump = lambda *args, **kwargs: None
+        try:
+            after_test_epoch(runner, metrics)
+        finally:
+            logger_hook_module.dump = dump
+
+    hook.after_test_epoch = without_dump
 
 
 @contextmanager

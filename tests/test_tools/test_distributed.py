@@ -55,7 +55,7 @@ def run(args: list, cwd: Path, env: dict | None = None, expect_ok: bool = True,
 def probed_config(tmp_path: Path, base: Path, probe_dir: Path) -> Path:
     """A config that is ``base`` plus the rank probe."""
     probe_dir.mkdir()
-    config = tmp_path / f'probed_{base.name}'
+    config = tmp_path / f'{probe_dir.name}_{base.name}'
     config.write_text(
         f'_base_ = [{str(base)!r}]\n'
         "custom_imports = dict(imports=['seplugin', 'probes'], "
@@ -92,6 +92,16 @@ def check_ranks(probe: Path, work_dir: Path, steps: int, checkpoints: list[str])
         assert torch.equal(saved[name], value), name
 
 
+def check_test_writes(probe: Path, predictions: Path, test_dir: Path) -> None:
+    """A 2-process evaluation: rank 0 writes the predictions and the metrics file, rank 1
+    nothing (mmengine's LoggerHook would have it write the metrics file too, racing)."""
+    writes = [(probe / f'rank{r}_writes.txt').read_text().split() for r in (0, 1)]
+    assert writes[1] == []
+    assert writes[0].count(str(predictions)) == 1
+    [metrics_file] = test_dir.glob('*/*.json')
+    assert [p for p in writes[0] if p.startswith(str(test_dir))] == [str(metrics_file)]
+
+
 def metrics_of(test_dir: Path) -> dict:
     """The metrics tools/test.py wrote, without the timings."""
     [file] = test_dir.glob('*/*.json')
@@ -118,9 +128,12 @@ def test_two_cpu_processes_train_and_evaluate_classification(tmp_path):
     check_ranks(probe, work_dir, steps=4, checkpoints=['epoch_1.pth', 'epoch_2.pth'])
 
     checkpoint = work_dir / 'epoch_2.pth'
-    run(['bash', REPO / 'tools/dist_test.sh', REPO / 'configs/mini/seresnet18_mini_imagenet.py',
+    test_probe = tmp_path / 'test_probe'
+    run(['bash', REPO / 'tools/dist_test.sh',
+         probed_config(tmp_path, REPO / 'configs/mini/seresnet18_mini_imagenet.py', test_probe),
          checkpoint, 2, '--work-dir', tmp_path / 'test2', '--out', tmp_path / 'two.pkl',
          '--cfg-options', *data_options], cwd=tmp_path)
+    check_test_writes(test_probe, tmp_path / 'two.pkl', tmp_path / 'test2')
     run([sys.executable, REPO / 'tools/test.py', REPO / 'configs/mini/seresnet18_mini_imagenet.py',
          checkpoint, '--work-dir', tmp_path / 'test1', '--out', tmp_path / 'one.pkl',
          '--cfg-options', *data_options], cwd=tmp_path)
@@ -148,9 +161,11 @@ def test_two_cpu_processes_train_and_evaluate_detection(tmp_path):
     check_ranks(probe, work_dir, steps=3, checkpoints=['iter_3.pth'])
 
     checkpoint = work_dir / 'iter_3.pth'
-    run(['bash', REPO / 'tools/dist_test.sh', base, checkpoint, 2, '--work-dir',
-         tmp_path / 'test2', '--out', tmp_path / 'two.pkl', '--cfg-options', *options],
-        cwd=tmp_path)
+    test_probe = tmp_path / 'test_probe'
+    run(['bash', REPO / 'tools/dist_test.sh', probed_config(tmp_path, base, test_probe),
+         checkpoint, 2, '--work-dir', tmp_path / 'test2', '--out', tmp_path / 'two.pkl',
+         '--cfg-options', *options], cwd=tmp_path)
+    check_test_writes(test_probe, tmp_path / 'two.pkl', tmp_path / 'test2')
     run([sys.executable, REPO / 'tools/test.py', base, checkpoint, '--work-dir',
          tmp_path / 'test1', '--out', tmp_path / 'one.pkl', '--cfg-options', *options],
         cwd=tmp_path)
