@@ -1,0 +1,61 @@
+"""tools/benchmark.py: the comparisons it draws and one tiny run of all of it."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+spec = importlib.util.spec_from_file_location('benchmark', 'tools/benchmark.py')
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+SEPLUGIN, PLAIN = 'seplugin SE-ResNet-50', 'ResNet-50 (mmdet, what seplugin extends)'
+
+
+def test_ratios_and_targets():
+    seconds = {SEPLUGIN: 1.02, PLAIN: 1.0, 'mmpretrain SE-ResNet-50': 1.2,
+               'mmpretrain ResNet-50': 1.1, 'timm seresnet50': 1.01, 'timm resnet50': 0.9}
+    results = {'memory': {SEPLUGIN: dict(peak=104, saved=101), PLAIN: dict(peak=100, saved=100)},
+               'seconds': {'training step': seconds,
+                           'detector inference': {'Faster R-CNN SE-R50-FPN': 2.0,
+                                                  'Faster R-CNN R50-FPN': 2.0}}}
+    rows = {(r['measure'], r['model']): r for r in benchmark.ratios(results)}
+    peak = rows['peak training-step tensor memory', SEPLUGIN]
+    assert peak['ratio'] == pytest.approx(1.04) and peak['target'] == 1.03
+    assert rows['training step', SEPLUGIN]['ratio'] == pytest.approx(1.02)
+    assert rows['training step', 'timm seresnet50']['ratio'] == pytest.approx(1.01 / 0.9)
+    assert rows['training step', 'timm seresnet50']['target'] is None  # peers: context
+    fastest = rows['training step', 'seplugin / fastest peer SE-ResNet-50']
+    assert fastest['ratio'] == pytest.approx(1.02 / 1.01) and fastest['target'] == 1.0
+    assert rows['detector inference', 'Faster R-CNN SE-R50-FPN / R50-FPN']['ratio'] == 1.0
+    report = benchmark.report(dict(results, machine='m', batch=8, size=224, repeats=3), list(
+        rows.values()))
+    assert '| peak training-step tensor memory | seplugin SE-ResNet-50 | 1.040 | <= 1.03 | NO |' \
+        in report
+    assert '| training step | seplugin SE-ResNet-50 | 1.020 | <= 1.03 | yes |' in report
+
+
+def test_tiny_run_of_every_measurement(tmp_path):
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--batch', '1', '--size', '64', '--repeats',
+         '1', '--warmup', '0', '--det-batch', '1', '--det-size', '96', '--det-repeats', '1',
+         '--json', str(tmp_path / 'r.json'), '--plot', str(tmp_path / 'r.png')],
+        capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads((tmp_path / 'r.json').read_text())
+    assert set(results['seconds']) == {
+        'inference (contiguous)', 'inference (channels_last)', 'training step',
+        'detector training iteration', 'detector inference'}
+    assert len(results['seconds']['training step']) == 6
+    memory = {name: m['saved'] for name, m in results['memory'].items()}
+    # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
+    # keeps two numbers per channel instead (the BN's alpha and beta)
+    stages = [(3, 256, 4), (4, 512, 8), (6, 1024, 16), (3, 2048, 32)]
+    maps = sum(blocks * 4 * channels * (64 // stride) ** 2 for blocks, channels, stride in stages)
+    alpha_beta = sum(blocks * 2 * 4 * channels for blocks, channels, _ in stages)
+    assert memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] == maps - alpha_beta
+    assert memory['mmpretrain SE-ResNet-50'] == memory['timm seresnet50']
+    assert (tmp_path / 'r.png').read_bytes()[:4] == b'\x89PNG'
+    assert '| measurement | ratio | value | target | met |' in out.stdout
+    assert results['machine'] in out.stdout

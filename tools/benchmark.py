@@ -1,0 +1,296 @@
+"""What SE costs in time and memory: seplugin's SE-ResNet-50 against plain ResNet-50 and
+against MMPretrain's and timm's SE-ResNet-50, and SE-R50-FPN against R50-FPN Faster R-CNN.
+
+    python tools/benchmark.py                         # everything (about 15 min on 2 CPU cores)
+    python tools/benchmark.py --measure memory training --repeats 5 --plot ratios.png
+
+All models of a measurement run interleaved in one process, each round in a new random
+order (A B C, C A B, ...), and the medians are compared, so machine noise falls on all of
+them alike. Memory is exact: the
+peak of live tensor storages during one training step (forward, backward, optimizer step),
+and the storages autograd keeps for backward; it does not depend on timing. Runs on the
+GPU when there is one.
+"""
+import argparse
+import copy
+import json
+import os
+import platform
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from torch import nn
+
+from seplugin.analysis.complexity import build_from_config, classifier, measure_latency
+from seplugin.analysis.memory import PeakTensorMemory, saved_tensor_bytes
+
+MEASUREMENTS = ['memory', 'inference', 'training', 'detection']
+TARGET = 1.03  # SE / plain, for time and memory
+SE_MODELS = {  # SE model: its plain counterpart
+    'seplugin SE-ResNet-50': 'ResNet-50 (mmdet, what seplugin extends)',
+    'mmpretrain SE-ResNet-50': 'mmpretrain ResNet-50',
+    'timm seresnet50': 'timm resnet50',
+}
+DETECTORS = {'Faster R-CNN SE-R50-FPN': 'configs/faster_rcnn_se_r50_fpn_coco.py',
+             'Faster R-CNN R50-FPN': 'configs/faster_rcnn_r50_fpn_coco.py'}
+
+
+def classifiers() -> dict[str, nn.Module]:
+    """Each SE-ResNet-50 and its plain ResNet-50 as 1000-class ImageNet classifiers."""
+    from mmdet.models.backbones import ResNet
+    from mmpretrain.models import ResNet as PretrainResNet
+    from mmpretrain.models import SEResNet as PretrainSEResNet
+    models = {
+        'seplugin SE-ResNet-50': classifier(dict(type='SEResNet', depth=50)),
+        'ResNet-50 (mmdet, what seplugin extends)': classifier(dict(type=ResNet, depth=50, norm_eval=False)),
+        'mmpretrain SE-ResNet-50': classifier(dict(type=PretrainSEResNet, depth=50)),
+        'mmpretrain ResNet-50': classifier(dict(type=PretrainResNet, depth=50)),
+    }
+    try:
+        import timm
+    except ImportError:
+        print_log('timm is not installed: its models are left out', logger='current')
+    else:
+        models['timm seresnet50'] = timm.create_model('seresnet50')
+        models['timm resnet50'] = timm.create_model('resnet50')
+    return models
+
+
+def training_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor):
+    """A function running one SGD step (forward, cross-entropy, backward, update)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return step
+
+
+def step_memory(step) -> tuple[int, int]:
+    """(peak live tensor bytes, bytes saved for backward) of one step, after a warm-up step
+    that creates the optimizer state."""
+    step()
+    with PeakTensorMemory() as memory:
+        step()
+    return memory.peak, saved_tensor_bytes(step)
+
+
+def detectors(device: str) -> dict[str, nn.Module]:
+    """The SE and the plain Faster R-CNN, computing the same function.
+
+    With random weights, each detector's proposals and detections (and so the cost of its
+    RoI head and post-processing) would depend on its own draw. The SE detector therefore
+    takes the plain one's weights and starts its SE layers neutral (constant gates divided
+    out of the BN before them): same boxes, same downstream work, and the time difference
+    is what SE itself costs.
+    """
+    models = {name: build_from_config(path)[0].to(device) for name, path in DETECTORS.items()}
+    se, plain = models.values()
+    keys = se.load_state_dict(plain.state_dict(), strict=False)
+    assert not keys.unexpected_keys and all('se_layer' in k for k in keys.missing_keys)
+    for block in se.backbone.blocks():
+        block.start_se_neutral()
+    return models
+
+
+def detector_calls(model: nn.Module, batch: int, size: int):
+    """(training iteration, inference) of a detector on fixed random images and boxes."""
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    data = demo_mm_inputs(batch, [[3, size, size]] * batch, num_items=[5] * batch,
+                          num_classes=80)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                                lr=1e-3, momentum=0.9)
+
+    def train_iter():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = model.parse_losses(model(**model.data_preprocessor(data, True),
+                                           mode='loss'))
+        loss.backward()
+        optimizer.step()
+
+    @torch.no_grad()
+    def inference():
+        model.eval()
+        model.test_step(data)
+    return train_iter, inference
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+        cpu = names[0] if names else cpu
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
+        f'CPU only, {torch.get_num_threads()} threads'
+    return (f'{cpu}, {os.cpu_count()} cores ({device}); torch {torch.__version__}, '
+            f'python {platform.python_version()}')
+
+
+def run(args) -> dict:
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    torch.manual_seed(0)
+    results = {'machine': machine(), 'batch': args.batch, 'size': args.size,
+               'repeats': args.repeats, 'seconds': {}, 'memory': {}}
+    models = {name: model.to(device) for name, model in classifiers().items()}
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    labels = torch.randint(0, 1000, (args.batch,), device=device)
+
+    if 'memory' in args.measure:
+        print_log('memory of one training step, model by model', logger='current')
+    for name, model in models.items() if 'memory' in args.measure else ():
+        peak, saved = step_memory(training_step(copy.deepcopy(model), images, labels))
+        results['memory'][name] = dict(peak=peak, saved=saved)
+
+    layouts = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}
+    for layout, memory_format in layouts.items() if 'inference' in args.measure else ():
+        copies = {name: copy.deepcopy(model).eval().to(memory_format=memory_format)
+                  for name, model in models.items()}
+        x = images.contiguous(memory_format=memory_format)
+        calls = [torch.no_grad()(lambda m=m: m(x)) for m in copies.values()]
+        print_log(f'inference, {layout}: {len(calls)} models interleaved', logger='current')
+        medians = measure_latency(calls, warmup=args.warmup, repeats=args.repeats,
+                                  shuffle=True)
+        results['seconds'][f'inference ({layout})'] = dict(zip(copies, medians))
+
+    if 'training' in args.measure:
+        steps = [training_step(copy.deepcopy(m), images, labels) for m in models.values()]
+        print_log(f'training steps: {len(steps)} models interleaved', logger='current')
+        medians = measure_latency(steps, warmup=args.warmup, repeats=args.repeats,
+                                  shuffle=True)
+        results['seconds']['training step'] = dict(zip(models, medians))
+        del steps
+    del models
+
+    if 'detection' in args.measure:
+        calls = {name: detector_calls(model, args.det_batch, args.det_size)
+                 for name, model in detectors(device).items()}
+        for i, mode in enumerate(('detector training iteration', 'detector inference')):
+            print_log(f'{mode}: 2 detectors interleaved', logger='current')
+            medians = measure_latency([c[i] for c in calls.values()], warmup=args.warmup,
+                                      repeats=args.det_repeats, shuffle=True)
+            results['seconds'][mode] = dict(zip(calls, medians))
+        results['det_batch'], results['det_size'] = args.det_batch, args.det_size
+    return results
+
+
+def ratios(results: dict) -> list[dict]:
+    """Every comparison with its target: SE / plain (<= 1.03) and seplugin / fastest peer
+    SE implementation (<= 1, 'at least as fast')."""
+    rows = []
+    memory = results['memory']
+    for kind in ('peak', 'saved'):
+        what = 'peak training-step tensor memory' if kind == 'peak' else \
+            'tensors saved for backward'
+        for se, plain in SE_MODELS.items():
+            if se in memory:
+                rows.append(dict(measure=what, model=se, ratio=memory[se][kind]
+                                 / memory[plain][kind], target=TARGET if kind == 'peak'
+                                 and se.startswith('seplugin') else None))
+    for mode, seconds in results['seconds'].items():
+        if mode.startswith('detector'):
+            rows.append(dict(measure=mode, model='Faster R-CNN SE-R50-FPN / R50-FPN',
+                             ratio=seconds['Faster R-CNN SE-R50-FPN']
+                             / seconds['Faster R-CNN R50-FPN'], target=TARGET))
+            continue
+        for se, plain in SE_MODELS.items():
+            if se in seconds:
+                rows.append(dict(measure=mode, model=se, ratio=seconds[se] / seconds[plain],
+                                 target=TARGET if se.startswith('seplugin') else None))
+        peers = [seconds[se] for se in SE_MODELS if se in seconds and
+                 not se.startswith('seplugin')]
+        rows.append(dict(measure=mode, model='seplugin / fastest peer SE-ResNet-50',
+                         ratio=seconds['seplugin SE-ResNet-50'] / min(peers), target=1.0))
+    return rows
+
+
+def report(results: dict, rows: list[dict]) -> str:
+    lines = [f"machine: {results['machine']}",
+             f"classifiers: batch {results['batch']}, {results['size']}x{results['size']}, "
+             f"medians of {results['repeats']} interleaved runs"]
+    if 'det_batch' in results:
+        lines.append(f"detectors: batch {results['det_batch']}, "
+                     f"{results['det_size']}x{results['det_size']}")
+    lines += ['', '| measurement | model | value |', '|---|---|---:|']
+    for name, m in results['memory'].items():
+        lines.append(f"| peak training-step tensor memory | {name} | "
+                     f"{m['peak'] / 2**20:.0f} MiB |")
+    for name, m in results['memory'].items():
+        lines.append(f"| tensors saved for backward | {name} | {m['saved'] / 2**20:.0f} MiB |")
+    for mode, seconds in results['seconds'].items():
+        for name, s in seconds.items():
+            lines.append(f'| {mode} | {name} | {s * 1e3:.0f} ms |')
+    lines += ['', '| measurement | ratio | value | target | met |', '|---|---|---:|---:|---|']
+    for r in rows:
+        target = f"<= {r['target']:.2f}" if r['target'] else ''
+        met = '' if not r['target'] else 'yes' if r['ratio'] <= r['target'] else 'NO'
+        lines.append(f"| {r['measure']} | {r['model']} | {r['ratio']:.3f} | {target} | {met} |")
+    return '\n'.join(lines)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """SE / plain ratio of each implementation per measurement, target line at 1.03."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    measures = list(dict.fromkeys(r['measure'] for r in rows
+                                  if r['model'] in SE_MODELS or r['measure'].startswith('det')))
+    names = [*SE_MODELS, 'Faster R-CNN SE-R50-FPN / R50-FPN']
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(SE_MODELS)
+    for i, name in enumerate(names):
+        xs, ys = [], []
+        for j, measure in enumerate(measures):
+            for r in rows:
+                if r['measure'] == measure and r['model'] == name:
+                    xs.append(j + (i % len(SE_MODELS) - 1) * width)
+                    ys.append(r['ratio'])
+        if xs:
+            ax.bar(xs, ys, width, label=name.replace(' / R50-FPN', ''))
+    ax.axhline(TARGET, color='k', linestyle='--', linewidth=1, label=f'target {TARGET}')
+    ax.axhline(1.0, color='grey', linewidth=0.5)
+    labels = [m.replace(' (', '\n(').replace('training-step ', '').replace(' for ', '\nfor ')
+              .replace('detector ', 'detector\n') for m in measures]
+    ax.set_xticks(range(len(measures)), labels, fontsize=8)
+    ax.set_ylim(0.9, max(1.3, max(r['ratio'] for r in rows) + 0.02))
+    ax.set_ylabel('SE / plain')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--batch', type=int, default=8, help='classifier batch size')
+    parser.add_argument('--size', type=int, default=224, help='classifier input size')
+    parser.add_argument('--repeats', type=int, default=15, help='timed runs per model')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed runs per model')
+    parser.add_argument('--measure', nargs='+', choices=MEASUREMENTS, default=MEASUREMENTS,
+                        help='what to measure (default: all)')
+    parser.add_argument('--det-batch', type=int, default=2)
+    parser.add_argument('--det-size', type=int, default=320)
+    parser.add_argument('--det-repeats', type=int, default=15)
+    parser.add_argument('--json', help='write the measurements and ratios here')
+    parser.add_argument('--plot', help='write a bar chart of the ratios here (PNG)')
+    args = parser.parse_args()
+
+    results = run(args)
+    rows = ratios(results)
+    print(report(results, rows))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(results, ratios=rows), f, indent=2)
+    if args.plot:
+        plot(rows, args.plot)
+    missed = [r for r in rows if r['target'] and r['ratio'] > r['target']]
+    if missed:
+        print(f'{len(missed)} target(s) missed')
+
+
+if __name__ == '__main__':
+    main()
