@@ -106,8 +106,9 @@ class SELayer(BaseModule):
         """Per-channel excitation of ``x``, shape (N, C, 1, 1).
 
         The 1x1 convs see a 1x1 map, so they run as the matrix products they are
-        (``F.linear`` on their own weights): the same result, but conv2d's overhead on
-        such inputs made it a large share of SE's training time on the CPU.
+        (``F.linear`` on their own weights): the same numbers up to float rounding, while
+        conv2d's overhead on such inputs made it a large share of SE's training time on
+        the CPU.
         """
         # sum / HW is mean bit for bit, and its backward is a broadcast view, where
         # mean's writes a full map
