@@ -1,5 +1,6 @@
 """The lean SE tail gives the plain formula's numbers while keeping one map less."""
 import copy
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -15,6 +16,17 @@ from seplugin.models.layers.se_residual import batch_norm_affine, se_residual_re
 def plain_tail(x, gate, identity, bn_input=None, bn_affine=None):
     """The formula as MMPretrain and timm write it; autograd keeps x."""
     return F.relu(x * gate + identity)
+
+
+@contextmanager
+def blocks_using(tail):
+    """SE blocks run their standard tail with ``tail`` inside the context."""
+    original = se_block.se_residual_relu
+    se_block.se_residual_relu = tail
+    try:
+        yield
+    finally:
+        se_block.se_residual_relu = original
 
 
 NORMS = {
@@ -114,12 +126,8 @@ def test_network_keeps_what_resnet_keeps(memory_format):
 
     plain = saved(SEResNet(50, se_stages=(False,) * 4))
     lean = saved(SEResNet(50))
-    original = se_block.se_residual_relu
-    se_block.se_residual_relu = plain_tail
-    try:
+    with blocks_using(plain_tail):
         formula = saved(SEResNet(50))
-    finally:
-        se_block.se_residual_relu = original
     assert lean / plain < 1.015
     assert formula / plain > 1.15
 
@@ -135,12 +143,8 @@ def test_peak_memory_over_resnet_does_not_grow_with_the_input():
 
     torch.manual_seed(0)
     plain, lean = SEResNet(50, se_stages=(False,) * 4), SEResNet(50)
-    original = se_block.se_residual_relu
-    se_block.se_residual_relu = plain_tail
-    try:
+    with blocks_using(plain_tail):
         formula = {size: peak(lean, size) for size in (96, 160)}
-    finally:
-        se_block.se_residual_relu = original
     lean_extra = {size: peak(lean, size) - peak(plain, size) for size in (96, 160)}
     formula_extra = {size: formula[size] - peak(plain, size) for size in (96, 160)}
     se_weights = sum(p.numel() * 4 for n, p in lean.named_parameters() if 'se_layer' in n)
@@ -160,13 +164,10 @@ def test_block_training_and_inference_equal_plain_formula():
     for mode in (True, False):
         results = []
         for tail in (se_residual_relu, plain_tail):
-            se_block.se_residual_relu = tail
-            try:
+            with blocks_using(tail):
                 copied = copy.deepcopy(model).train(mode)
                 out = copied(image)[-1]
                 out.square().mean().backward()
-            finally:
-                se_block.se_residual_relu = se_residual_relu
             results.append((out, [p.grad for p in copied.parameters()],
                             list(copied.buffers())))
         (out, grads, buffers), (out_ref, grads_ref, buffers_ref) = results
@@ -189,15 +190,12 @@ def test_no_grad_inference_equals_autograd_forward():
 
 def block_results(block, x, tail, dtype=None):
     """Output and gradients of one SE block run with the given tail (autocast to dtype)."""
-    se_block.se_residual_relu = tail
-    try:
+    with blocks_using(tail):
         block = copy.deepcopy(block).train()
         x = x.detach().clone().requires_grad_()
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             out = block(x)
         out.float().square().mean().backward()
-    finally:
-        se_block.se_residual_relu = se_residual_relu
     return [out, x.grad] + [p.grad for p in block.parameters()]
 
 
