@@ -1,18 +1,21 @@
 """What SE costs in time and memory: seplugin's SE-ResNet-50 against plain ResNet-50 and
 against MMPretrain's and timm's SE-ResNet-50, and SE-R50-FPN against R50-FPN Faster R-CNN.
 
-    python tools/benchmark.py                         # everything (about 15 min on 2 CPU cores)
+    python tools/benchmark.py                         # everything (about 17 min on 2 CPU cores)
     python tools/benchmark.py --measure memory training --repeats 5 --plot ratios.png
 
 All models of a measurement run interleaved in one process, each round in a new random
 order (A B C, C A B, ...), and the medians are compared, so machine noise falls on all of
-them alike. Memory is exact: the
-peak of live tensor storages during one training step (forward, backward, optimizer step),
-and the storages autograd keeps for backward; it does not depend on timing. Runs on the
-GPU when there is one.
+them alike. An identical copy of ResNet-50 runs as one more model: its ratio to ResNet-50
+should be 1, and how far it is from 1 is the resolution of that measurement. Freed memory
+is kept by malloc (see ``keep_freed_memory``; ``--system-malloc`` to not). Memory is
+exact: the peak of live tensor storages during one training step (forward, backward,
+optimizer step), and the storages autograd keeps for backward; it does not depend on
+timing. Runs on the GPU when there is one.
 """
 import argparse
 import copy
+import ctypes
 import json
 import os
 import platform
@@ -32,8 +35,32 @@ SE_MODELS = {  # SE model: its plain counterpart
     'mmpretrain SE-ResNet-50': 'mmpretrain ResNet-50',
     'timm seresnet50': 'timm resnet50',
 }
+CONTROL = 'ResNet-50 (mmdet), an identical copy'  # A/A: timed like the others
+PLAIN = SE_MODELS['seplugin SE-ResNet-50']
+CONTROL_ROW = 'control: identical copy / ResNet-50 (resolution)'
 DETECTORS = {'Faster R-CNN SE-R50-FPN': 'configs/faster_rcnn_se_r50_fpn_coco.py',
              'Faster R-CNN R50-FPN': 'configs/faster_rcnn_r50_fpn_coco.py'}
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the OS.
+
+    By default glibc unmaps freed large blocks and trims its heap, so the next allocation
+    takes fresh pages that the kernel must fault in and zero. A model called again and
+    again settles where it no longer does that; interleaved with other models it never
+    settles, and which model pays for the page faults depends on which ran before it
+    (measured here: no page faults per ResNet-50 inference alone, 40,000-55,000 and 20%
+    more time interleaved). Kept memory, as jemalloc and tcmalloc do, times every model in
+    its own steady state. Returns False where malloc is not glibc's.
+    """
+    try:
+        mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    largest_heap_block = 32 * 2**20  # glibc's maximum on 64-bit; larger ones are mmapped
+    return bool(mallopt(m_mmap_threshold, largest_heap_block)
+                and mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def classifiers() -> dict[str, nn.Module]:
@@ -138,6 +165,7 @@ def run(args) -> dict:
     results = {'machine': machine(), 'batch': args.batch, 'size': args.size,
                'repeats': args.repeats, 'seconds': {}, 'memory': {}}
     models = {name: model.to(device) for name, model in classifiers().items()}
+    timed = dict(models, **{CONTROL: copy.deepcopy(models[PLAIN])})
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     labels = torch.randint(0, 1000, (args.batch,), device=device)
 
@@ -150,7 +178,7 @@ def run(args) -> dict:
     layouts = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}
     for layout, memory_format in layouts.items() if 'inference' in args.measure else ():
         copies = {name: copy.deepcopy(model).eval().to(memory_format=memory_format)
-                  for name, model in models.items()}
+                  for name, model in timed.items()}
         x = images.contiguous(memory_format=memory_format)
         calls = [torch.no_grad()(lambda m=m: m(x)) for m in copies.values()]
         print_log(f'inference, {layout}: {len(calls)} models interleaved', logger='current')
@@ -159,13 +187,13 @@ def run(args) -> dict:
         results['seconds'][f'inference ({layout})'] = dict(zip(copies, medians))
 
     if 'training' in args.measure:
-        steps = [training_step(copy.deepcopy(m), images, labels) for m in models.values()]
+        steps = [training_step(copy.deepcopy(m), images, labels) for m in timed.values()]
         print_log(f'training steps: {len(steps)} models interleaved', logger='current')
         medians = measure_latency(steps, warmup=args.warmup, repeats=args.repeats,
                                   shuffle=True)
-        results['seconds']['training step'] = dict(zip(models, medians))
+        results['seconds']['training step'] = dict(zip(timed, medians))
         del steps
-    del models
+    del models, timed
 
     if 'detection' in args.measure:
         calls = {name: detector_calls(model, args.det_batch, args.det_size)
@@ -206,13 +234,17 @@ def ratios(results: dict) -> list[dict]:
                  not se.startswith('seplugin')]
         rows.append(dict(measure=mode, model='seplugin / fastest peer SE-ResNet-50',
                          ratio=seconds['seplugin SE-ResNet-50'] / min(peers), target=1.0))
+        if CONTROL in seconds:
+            rows.append(dict(measure=mode, model=CONTROL_ROW,
+                             ratio=seconds[CONTROL] / seconds[PLAIN], target=None))
     return rows
 
 
 def report(results: dict, rows: list[dict]) -> str:
     lines = [f"machine: {results['machine']}",
              f"classifiers: batch {results['batch']}, {results['size']}x{results['size']}, "
-             f"medians of {results['repeats']} interleaved runs"]
+             f"medians of {results['repeats']} interleaved runs; malloc: "
+             f"{results.get('malloc', 'system default')}"]
     if 'det_batch' in results:
         lines.append(f"detectors: batch {results['det_batch']}, "
                      f"{results['det_size']}x{results['det_size']}")
@@ -240,23 +272,27 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
     measures = list(dict.fromkeys(r['measure'] for r in rows
                                   if r['model'] in SE_MODELS or r['measure'].startswith('det')))
-    names = [*SE_MODELS, 'Faster R-CNN SE-R50-FPN / R50-FPN']
+    series = [*SE_MODELS, CONTROL_ROW]
+    names = [*series, 'Faster R-CNN SE-R50-FPN / R50-FPN']
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / len(SE_MODELS)
+    width = 0.8 / len(series)
     for i, name in enumerate(names):
         xs, ys = [], []
         for j, measure in enumerate(measures):
             for r in rows:
                 if r['measure'] == measure and r['model'] == name:
-                    xs.append(j + (i % len(SE_MODELS) - 1) * width)
+                    offset = i - (len(series) - 1) / 2 if name in series else 0
+                    xs.append(j + offset * width)
                     ys.append(r['ratio'])
         if xs:
-            ax.bar(xs, ys, width, label=name.replace(' / R50-FPN', ''))
+            style = dict(color='lightgrey', hatch='//') if name == CONTROL_ROW else {}
+            ax.bar(xs, ys, width, label=name.replace(' / R50-FPN', ''), **style)
     ax.axhline(TARGET, color='k', linestyle='--', linewidth=1, label=f'target {TARGET}')
     ax.axhline(1.0, color='grey', linewidth=0.5)
     labels = [m.replace(' (', '\n(').replace('training-step ', '').replace(' for ', '\nfor ')
               .replace('detector ', 'detector\n') for m in measures]
     ax.set_xticks(range(len(measures)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(measures) - 0.4)
     ax.set_ylim(0.9, max(1.3, max(r['ratio'] for r in rows) + 0.02))
     ax.set_ylabel('SE / plain')
     ax.legend(fontsize=8)
@@ -277,9 +313,13 @@ def main() -> None:
     parser.add_argument('--det-repeats', type=int, default=15)
     parser.add_argument('--json', help='write the measurements and ratios here')
     parser.add_argument('--plot', help='write a bar chart of the ratios here (PNG)')
+    parser.add_argument('--system-malloc', action='store_true',
+                        help="leave malloc's defaults (see keep_freed_memory)")
     args = parser.parse_args()
 
+    kept = not args.system_malloc and keep_freed_memory()
     results = run(args)
+    results['malloc'] = 'freed memory kept for reuse' if kept else 'system default'
     rows = ratios(results)
     print(report(results, rows))
     if args.json:

@@ -15,7 +15,8 @@ SEPLUGIN, PLAIN = 'seplugin SE-ResNet-50', 'ResNet-50 (mmdet, what seplugin exte
 
 def test_ratios_and_targets():
     seconds = {SEPLUGIN: 1.02, PLAIN: 1.0, 'mmpretrain SE-ResNet-50': 1.2,
-               'mmpretrain ResNet-50': 1.1, 'timm seresnet50': 1.01, 'timm resnet50': 0.9}
+               'mmpretrain ResNet-50': 1.1, 'timm seresnet50': 1.01, 'timm resnet50': 0.9,
+               benchmark.CONTROL: 0.99}
     results = {'memory': {SEPLUGIN: dict(peak=104, saved=101), PLAIN: dict(peak=100, saved=100)},
                'seconds': {'training step': seconds,
                            'detector inference': {'Faster R-CNN SE-R50-FPN': 2.0,
@@ -29,11 +30,38 @@ def test_ratios_and_targets():
     fastest = rows['training step', 'seplugin / fastest peer SE-ResNet-50']
     assert fastest['ratio'] == pytest.approx(1.02 / 1.01) and fastest['target'] == 1.0
     assert rows['detector inference', 'Faster R-CNN SE-R50-FPN / R50-FPN']['ratio'] == 1.0
+    control = rows['training step', benchmark.CONTROL_ROW]
+    assert control['ratio'] == pytest.approx(0.99) and control['target'] is None
     report = benchmark.report(dict(results, machine='m', batch=8, size=224, repeats=3), list(
         rows.values()))
     assert '| peak training-step tensor memory | seplugin SE-ResNet-50 | 1.040 | <= 1.03 | NO |' \
         in report
     assert '| training step | seplugin SE-ResNet-50 | 1.020 | <= 1.03 | yes |' in report
+
+
+def test_kept_freed_memory_stops_page_faults_between_models():
+    """What keep_freed_memory is for: interleaved models no longer fault pages in."""
+    code = """
+import resource, sys, torch
+sys.path.insert(0, 'tools')
+import benchmark
+kept = sys.argv[1] == 'kept' and benchmark.keep_freed_memory()
+sizes = [(3, 2**20), (5, 2**20 - 8), (2**21,), (7, 2**19 + 3)]  # 4-12 MB each, unlike
+for _ in range(3):
+    for size in sizes:
+        torch.ones(size)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    for size in sizes:
+        torch.ones(size)
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    runs = {mode: subprocess.run([sys.executable, '-c', code, mode], capture_output=True,
+                                 text=True, check=True).stdout.split()
+            for mode in ('kept', 'system')}
+    assert runs['kept'][0] == 'True'
+    assert int(runs['kept'][1]) < 100  # a few pages of Python's own
+    assert int(runs['system'][1]) > 5 * 4 * 2**20 * 4 / 4096 / 2  # most of the 4 MB+ pages
 
 
 def test_tiny_run_of_every_measurement(tmp_path):
@@ -47,7 +75,15 @@ def test_tiny_run_of_every_measurement(tmp_path):
     assert set(results['seconds']) == {
         'inference (contiguous)', 'inference (channels_last)', 'training step',
         'detector training iteration', 'detector inference'}
-    assert len(results['seconds']['training step']) == 6
+    # the six models and the identical copy of ResNet-50 that shows the resolution
+    assert set(results['seconds']['training step']) == {
+        *benchmark.SE_MODELS, *benchmark.SE_MODELS.values(), benchmark.CONTROL}
+    assert benchmark.CONTROL not in results['memory']
+    control = [r for r in results['ratios'] if r['model'] == benchmark.CONTROL_ROW]
+    assert [r['measure'] for r in control] == [
+        'inference (contiguous)', 'inference (channels_last)', 'training step']
+    assert results['malloc'] == 'freed memory kept for reuse'
+    assert 'malloc: freed memory kept for reuse' in out.stdout
     memory = {name: m['saved'] for name, m in results['memory'].items()}
     # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
     # keeps two numbers per channel instead (the BN's alpha and beta)
