@@ -56,8 +56,8 @@ def main() -> None:
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     with explain_module_errors(runner.model):
         runner.test()
-    finish_distributed()
 
 
 if __name__ == '__main__':
     main()
+    finish_distributed()  # with the runner gone

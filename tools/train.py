@@ -63,8 +63,8 @@ def main() -> None:
     runner = build_runner(cfg)
     with explain_module_errors(runner.model):
         runner.train()
-    finish_distributed()
 
 
 if __name__ == '__main__':
     main()
+    finish_distributed()  # with the runner gone

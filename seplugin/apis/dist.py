@@ -6,6 +6,7 @@ DDP with ``device_ids=[LOCAL_RANK]``, and the OpenMMLab base configs ask for the
 backend. None of this works on a machine without CUDA. The functions here make the same
 launchers work on CPUs with ``gloo``, and leave GPU runs exactly as mmengine does them.
 """
+import gc
 from contextlib import contextmanager
 
 import torch
@@ -125,13 +126,17 @@ def init_distributed(cfg: Config) -> None:
 
 
 def finish_distributed() -> None:
-    """End the process group after a successful run.
+    """End the process group after a successful run; call it once the Runner is gone.
 
     Left to interpreter exit, the gloo group's threads are torn down in no defined order,
     and a process that did all its work can still die with "terminate called without an
-    active exception" (SIGABRT), failing the whole torchrun job.
+    active exception" (SIGABRT), failing the whole torchrun job. ``destroy_process_group``
+    only drops torch's own references: the DDP wrapper of a Runner that reference cycles
+    keep alive holds the group until the interpreter's final collection. Collecting first
+    lets the group go here, while the interpreter is whole.
     """
     if is_distributed():
+        gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
