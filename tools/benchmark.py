@@ -70,7 +70,7 @@ def classifiers() -> dict[str, nn.Module]:
     from mmpretrain.models import SEResNet as PretrainSEResNet
     models = {
         'seplugin SE-ResNet-50': classifier(dict(type='SEResNet', depth=50)),
-        'ResNet-50 (mmdet, what seplugin extends)': classifier(dict(type=ResNet, depth=50, norm_eval=False)),
+        PLAIN: classifier(dict(type=ResNet, depth=50, norm_eval=False)),
         'mmpretrain SE-ResNet-50': classifier(dict(type=PretrainSEResNet, depth=50)),
         'mmpretrain ResNet-50': classifier(dict(type=PretrainResNet, depth=50)),
     }
@@ -180,7 +180,7 @@ def run(args) -> dict:
         copies = {name: copy.deepcopy(model).eval().to(memory_format=memory_format)
                   for name, model in timed.items()}
         x = images.contiguous(memory_format=memory_format)
-        calls = [torch.no_grad()(lambda m=m: m(x)) for m in copies.values()]
+        calls = [torch.no_grad()(lambda m=m, x=x: m(x)) for m in copies.values()]
         print_log(f'inference, {layout}: {len(calls)} models interleaved', logger='current')
         medians = measure_latency(calls, warmup=args.warmup, repeats=args.repeats,
                                   shuffle=True)

@@ -95,3 +95,13 @@ def test_tiny_run_of_every_measurement(tmp_path):
     assert (tmp_path / 'r.png').read_bytes()[:4] == b'\x89PNG'
     assert '| measurement | ratio | value | target | met |' in out.stdout
     assert results['machine'] in out.stdout
+
+
+def test_system_malloc_flag_leaves_glibc_defaults(tmp_path):
+    out = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', '--measure', 'memory', '--batch', '1',
+         '--size', '64', '--system-malloc', '--json', str(tmp_path / 'r.json')],
+        capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / 'r.json').read_text())['malloc'] == 'system default'
+    assert 'malloc: system default' in out.stdout

@@ -17,7 +17,6 @@ Where ``x`` is not the output of torch's own BatchNorm (GroupNorm, SyncBN, a plu
 the last conv), :func:`se_residual_relu` keeps ``x`` as autograd would.
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm

@@ -240,7 +240,7 @@ def test_torch_compile_matches_eager():
     image = torch.randn(2, 3, 32, 32)
     compiled_model = copy.deepcopy(model)
     compiled = torch.compile(compiled_model, backend='aot_eager')
-    for net, forward in ((model, model), (compiled_model, compiled)):
+    for forward in (model, compiled):
         out = forward(image)[-1]
         out.square().mean().backward()
     torch.testing.assert_close(compiled(image)[-1], model(image)[-1])
