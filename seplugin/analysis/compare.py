@@ -69,7 +69,9 @@ def read_run(work_dir: str, task: str) -> Run:
     if not run.metrics:
         run.problem = (f'no {task} metrics ({", ".join(names[:2])}...) in test results or '
                        'validation logs: unfinished or failed run?')
-    run.metrics = {n: run.metrics[n] * SCALE[task] for n in names if n in run.metrics}
+    # COCO reports -1 for a size range with no objects in the evaluated set: undefined
+    run.metrics = {n: run.metrics[n] * SCALE[task] for n in names
+                   if n in run.metrics and run.metrics[n] != -1}
     return run
 
 

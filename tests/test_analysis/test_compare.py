@@ -44,6 +44,16 @@ def test_partial_run_falls_back_to_validation(runs):
     assert run.metrics['accuracy/top1'] == run.val[-1]['accuracy/top1']
 
 
+def test_coco_size_range_without_objects_is_left_out(tmp_path):
+    """COCOeval's -1 (no large objects in the val set) is no AP of -100%."""
+    (tmp_path / '20260101_000000').mkdir()
+    (tmp_path / '20260101_000000' / '20260101_000000.json').write_text(
+        '{"coco/bbox_mAP": 0.5, "coco/bbox_mAP_s": 0.25, "coco/bbox_mAP_l": -1.0}\n')
+    run = read_run(str(tmp_path), 'detection')
+    assert run.source == 'test'
+    assert run.metrics == {'coco/bbox_mAP': 50.0, 'coco/bbox_mAP_s': 25.0}
+
+
 def test_mean_std_delta_and_noise():
     class R:
         def __init__(self, v):
