@@ -22,22 +22,41 @@ CONSTANT_GATE_BIAS = {
 }
 
 
-def squeeze_width(channels: int, ratio: float) -> int:
-    """Width of the excitation bottleneck: ``floor(channels / ratio)``, the paper's C/r.
+def squeeze_width(channels: int, ratio: float, divisor: int = 1,
+                  min_ratio: float = 0.9) -> int:
+    """Width of the excitation bottleneck: ``floor(channels / ratio)``, the paper's C/r,
+    rounded to a multiple of ``divisor``.
 
-    This is also mmdet's rule, and equals mmpretrain's and timm's (which round to a
-    multiple of 8) for every SE-ResNet/SE-ResNeXt bottleneck width at r=16. They differ on
-    narrow layers such as the 64-channel stage of SE-ResNet-18/34 at r=16 (4 here, 8 there):
-    pass ``squeeze_channels`` to match such weights.
+    The rounding is MMPretrain's ``make_divisible(channels // ratio, divisor, min_ratio)``:
+    the nearest multiple of ``divisor``, at least ``divisor``, raised by one ``divisor`` when
+    rounding lost more than ``1 - min_ratio`` of the width. With ``divisor=1`` (default,
+    also mmdet's rule) it is the plain floor. The published SE-ResNets need:
+
+    - MMPretrain's ``SEResNet``/``SEResNeXt``: ``divisor=8`` (``min_ratio=0.9``);
+    - timm's ``seresnet*``/``seresnext*``: ``divisor=8, min_ratio=0`` (timm's
+      ``make_divisible(channels / ratio, 8, round_limit=0)``);
+    - Cadene's SENets and the paper: the default floor.
+
+    All agree on every SE-ResNet-50/101/152 and SE-ResNeXt width at r=16 (16 to 128); on
+    the narrow stages of SE-ResNet-18/34 (64 channels at r=16) the floor gives 4, the
+    rounded rules 8.
     """
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
         raise ValueError(f'SE ratio must be a number > 0, got {ratio!r}')
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f'SE divisor must be an int >= 1, got {divisor!r}')
+    if isinstance(min_ratio, bool) or not isinstance(min_ratio, (int, float)) \
+            or not 0 <= min_ratio <= 1:
+        raise ValueError(f'SE min_ratio must be a number in [0, 1], got {min_ratio!r}')
     width = int(channels / ratio)
     if width < 1:
         raise ValueError(
             f'SE ratio {ratio} leaves {channels / ratio:.3g} < 1 squeeze channel for '
             f'{channels} channels; use a ratio <= {channels}')
-    return width
+    rounded = max(divisor, int(width + divisor / 2) // divisor * divisor)
+    if rounded < min_ratio * width:
+        rounded += divisor
+    return rounded
 
 
 def _fc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +76,10 @@ class SELayer(BaseModule):
             expect, so ``dict(type='SELayer')`` works in mmdet's ``plugins``.
         ratio (float): Reduction ratio r. Defaults to 16.
         squeeze_channels (int, optional): Explicit bottleneck width; overrides ``ratio``.
+        divisor (int): Round the width ``C // ratio`` to a multiple of this (MMPretrain
+            and timm use 8). Defaults to 1: the paper's floor. See :func:`squeeze_width`.
+        min_ratio (float): With ``divisor``, the least share of ``C // ratio`` that the
+            rounding may keep (0.9 as in MMPretrain; timm's rule is 0). Defaults to 0.9.
         squeeze (str): Global pooling, ``'avg'`` (paper default) or ``'max'``.
         gate (str): Excitation gate, one of ``'sigmoid'`` (default), ``'tanh'``,
             ``'relu'``, ``'hsigmoid'``.
@@ -76,6 +99,8 @@ class SELayer(BaseModule):
                  in_channels: int,
                  ratio: float = 16,
                  squeeze_channels: int | None = None,
+                 divisor: int = 1,
+                 min_ratio: float = 0.9,
                  squeeze: str = 'avg',
                  gate: str = 'sigmoid',
                  bias: bool = True,
@@ -88,7 +113,7 @@ class SELayer(BaseModule):
         if not isinstance(bias, bool):
             raise TypeError(f'SE bias must be True or False, got {bias!r}')
         if squeeze_channels is None:
-            squeeze_channels = squeeze_width(in_channels, ratio)
+            squeeze_channels = squeeze_width(in_channels, ratio, divisor, min_ratio)
         elif isinstance(squeeze_channels, bool) or not isinstance(squeeze_channels, int) \
                 or squeeze_channels < 1:
             raise ValueError(

@@ -50,6 +50,37 @@ def test_squeeze_width_is_floor_of_c_over_r():
     assert squeeze_width(16, 16) == 1
 
 
+@pytest.mark.parametrize('ratio', [2, 4, 8, 16, 32, 2.5, 1 / 0.0625])
+def test_squeeze_width_rounds_as_mmpretrain_and_timm(ratio):
+    """divisor=8 is MMPretrain's SELayer rule; adding min_ratio=0 is timm's SEModule rule."""
+    from mmpretrain.models.utils import make_divisible as mmpretrain_make_divisible
+    from timm.layers import make_divisible as timm_make_divisible
+    for channels in range(8, 2049, 8):
+        if channels / ratio < 1:
+            continue
+        assert squeeze_width(channels, ratio, divisor=8) == \
+            mmpretrain_make_divisible(channels // ratio, 8), (channels, ratio)
+        assert squeeze_width(channels, ratio, divisor=8, min_ratio=0) == \
+            timm_make_divisible(channels / ratio, 8, round_limit=0.0), (channels, ratio)
+
+
+def test_se_layer_widths_of_timm_seresnet18():
+    """timm's seresnet18 squeezes its four stages (64..512 channels) to 8, 8, 16, 32."""
+    widths = [SELayer(c, divisor=8, min_ratio=0).squeeze_channels for c in (64, 128, 256, 512)]
+    assert widths == [8, 8, 16, 32]
+    assert [SELayer(c).squeeze_channels for c in (64, 128, 256, 512)] == [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(divisor=0), r'divisor must be an int >= 1, got 0'),
+    (dict(divisor=8.0), r'divisor must be an int >= 1, got 8.0'),
+    (dict(min_ratio=1.5), r'min_ratio must be a number in \[0, 1\], got 1.5'),
+])
+def test_bad_rounding_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SELayer(64, **kwargs)
+
+
 @pytest.mark.parametrize('ratio', [0, -2, 'x', None, True])
 def test_bad_ratio(ratio):
     with pytest.raises(ValueError, match=rf"ratio must be a number > 0, got {ratio!r}"):
