@@ -1,15 +1,14 @@
 """seplugin: Squeeze-and-Excitation networks for MMDetection 3.x and MMPretrain 1.x.
 
 Importing it (``custom_imports=dict(imports=['seplugin'])`` in a config) registers its
-modules and hooks, allow-lists the types of mmengine checkpoints for
-``torch.load(weights_only=True)`` and makes mmengine's loading of local checkpoint files
-check them (clear errors for truncated, corrupt or unsafe files).
+modules into the registries of the OpenMMLab libraries that are installed, and allow-lists
+the types of mmengine's runner checkpoints for ``torch.load(weights_only=True)`` (torch
+>= 2.5). The README's "What `import seplugin` changes" lists every such effect.
 """
-from .checkpoint import allow_runner_checkpoints, use_checked_local_loader
+from .checkpoint import allow_runner_checkpoints
 from .version import __version__
 
 allow_runner_checkpoints()
-use_checked_local_loader()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
 

@@ -1,31 +1,58 @@
-"""Safe checkpoint loading on torch >= 2.6, where ``torch.load`` defaults to weights_only.
+"""Checkpoint files: loaded exactly as torch and mmengine load them, explained when that fails.
 
-mmengine's Runner stores its message hub in every checkpoint: ``HistoryBuffer`` objects
-holding numpy arrays, and the buffer's statistics functions, which pickle as
-``getattr(HistoryBuffer, 'mean')``. ``weights_only=True`` rejects all three, so ``--resume``
-and ``tools/test.py`` fail on checkpoints the runner wrote itself. Instead of switching to
-unsafe loading, seplugin allow-lists exactly these types, and ``getattr`` only for the
-statistics of ``HistoryBuffer``.
+Loading is ``torch.load(path, map_location=...)`` with torch's own default for
+``weights_only``, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` and
+``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` work as torch documents, and it reads the file once.
+Only when it fails does :func:`diagnose` look at the file (missing, empty, truncated,
+damaged, unsafe globals, another format) and raise a :class:`CheckpointError` naming the file
+and what is wrong. :func:`verify_checkpoint` is the cheap check the tools run before the
+Runner writes anything: it reads the zip directory at the end of the file and the small
+pickle record, not the tensor data.
+
+Damage inside tensor data: ``torch.save`` stores a CRC-32 per record, but torch's reader
+does not check it (a file damaged there loads without complaint and gives wrong weights).
+Checking it costs a full extra read, so it is opt-in: ``verify_checkpoint(path,
+checksums=True)``. Archives written after ``torch.serialization.set_crc32_options(False)``
+carry no checksums; they are never called damaged.
+
+From torch 2.6, ``weights_only=True`` is the default, and it refuses what mmengine's Runner
+puts in every checkpoint: the message hub, with ``HistoryBuffer`` objects holding numpy arrays
+and statistics functions pickled as ``getattr(HistoryBuffer, 'mean')``. ``--resume`` and
+``tools/test.py`` would fail on checkpoints the Runner wrote itself.
+:func:`allow_runner_checkpoints` (run by ``import seplugin``) allow-lists exactly these types,
+and ``getattr`` only for the statistics of ``HistoryBuffer``.
 """
+import io
 import os
 import pickle
 import re
+import tarfile
 import zipfile
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
+try:  # numpy >= 2 (numpy 1.x pickles name numpy.core, 2.x numpy._core: both are allowed)
+    from numpy._core import multiarray
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray
+
+# The statistics every HistoryBuffer has (mmengine registers them in its first __init__).
+DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
 
 def history_buffer_statistic(owner: type, name: str):
     """Stands in for ``builtins.getattr`` while unpickling: resolves only HistoryBuffer
     statistics (``min``, ``max``, ``current``, ``mean`` and registered ones)."""
-    if owner is HistoryBuffer and isinstance(name, str) \
-            and name in HistoryBuffer._statistics_methods:
-        return HistoryBuffer._statistics_methods[name]
+    allowed = {**{n: getattr(HistoryBuffer, n) for n in DEFAULT_STATISTICS},
+               **HistoryBuffer._statistics_methods}
+    if owner is HistoryBuffer and isinstance(name, str) and name in allowed:
+        return allowed[name]
     raise pickle.UnpicklingError(
         f'checkpoint asks for getattr({owner!r}, {name!r}); only HistoryBuffer statistics '
-        f'{sorted(HistoryBuffer._statistics_methods)} are allowed')
+        f'{sorted(allowed)} are allowed')
 
 
 def runner_checkpoint_globals() -> list:
@@ -38,129 +65,208 @@ def runner_checkpoint_globals() -> list:
         np.ndarray,
         np.dtype,
         *dtypes,
-        (np._core.multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
-        (np._core.multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-        (np._core.multiarray.scalar, 'numpy._core.multiarray.scalar'),
-        (np._core.multiarray.scalar, 'numpy.core.multiarray.scalar'),
+        (multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
+        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+        (multiarray.scalar, 'numpy._core.multiarray.scalar'),
+        (multiarray.scalar, 'numpy.core.multiarray.scalar'),
         (history_buffer_statistic, 'builtins.getattr'),
     ]
 
 
-def allow_runner_checkpoints() -> None:
-    """Allow-list the runner's checkpoint globals for ``torch.load(weights_only=True)``."""
-    HistoryBuffer()._set_default_statistics()  # the statistics table starts empty
+def allow_runner_checkpoints() -> bool:
+    """Allow-list the runner's checkpoint globals for ``torch.load(weights_only=True)``.
+
+    Only where torch has an allow-list that takes ``(object, name)`` pairs (torch >= 2.5;
+    ``weights_only=True`` became the default in 2.6). Older torch loads runner checkpoints
+    with its default ``weights_only=False``, and nothing is changed.
+
+    Returns:
+        bool: Whether the allow-list was extended.
+    """
+    if not hasattr(torch.serialization, 'add_safe_globals') \
+            or not hasattr(torch.serialization, 'get_unsafe_globals_in_checkpoint'):
+        return False  # torch < 2.5 (2.4 has add_safe_globals, but without named pairs)
     torch.serialization.add_safe_globals(runner_checkpoint_globals())
+    return True
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used: missing, truncated, corrupt, unsafe, or not
-    matching the model. The message names the file and what is wrong."""
+    """A checkpoint file that cannot be used: missing, truncated, damaged, unsafe, of another
+    format, or not matching the model. The message names the file and what is wrong."""
 
 
-def _check_zip(path: str) -> None:
-    """Check a torch zip checkpoint against the CRC-32 of every record.
+# A zip file starts with a local file header; torch's legacy format with a pickled magic
+# number (torch.serialization.MAGIC_NUMBER).
+ZIP_MAGIC = b'PK\x03\x04'
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 
-    ``torch.save`` stores a CRC-32 per record, but ``torch.load`` does not check them: a
-    checkpoint damaged inside its tensor data loads without complaint and gives wrong
-    weights. Reading the file once more with ``zipfile`` finds it.
+
+def _is_tensor_data(name: str) -> bool:
+    """Records under ``<archive>/data/`` hold tensor bytes; the rest is small metadata."""
+    return '/data/' in name or name.startswith('data/')
+
+
+def _has_checksums(archive: zipfile.ZipFile) -> bool:
+    """False for archives saved after ``set_crc32_options(False)``: every record has CRC 0."""
+    return any(info.CRC != 0 for info in archive.infolist() if info.file_size > 0)
+
+
+def _damaged_record(archive: zipfile.ZipFile, tensor_data: bool) -> str | None:
+    """The first record whose bytes do not match its CRC-32 (tensor data only if asked)."""
+    if not _has_checksums(archive):
+        return None
+    for info in archive.infolist():
+        if _is_tensor_data(info.filename) and not tensor_data:
+            continue
+        try:
+            with archive.open(info) as record:
+                while record.read(1 << 24):
+                    pass
+        except zipfile.BadZipFile:  # zipfile's "Bad CRC-32 for file ..."
+            return info.filename
+    return None
+
+
+def _legacy_header_ok(path: str) -> bool:
+    """Whether ``path`` starts as torch's legacy (pre-1.6) format or a tar file does."""
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if tarfile.is_tarfile(path):
+        return True
+
+    class NoGlobals(pickle.Unpickler):
+        def find_class(self, module, name):
+            raise pickle.UnpicklingError('not a magic number')
+
+    try:
+        return NoGlobals(io.BytesIO(head)).load() == LEGACY_MAGIC
+    except Exception:
+        return False
+
+
+def _structure_problem(path: str, checksums: str) -> CheckpointError | None:
+    """What is wrong with the file's structure, reading little of it.
+
+    ``checksums``: ``'metadata'`` checks the CRC-32 of the small records (the pickle, the
+    version), ``'all'`` of every record (a full read), ``'none'`` of no record.
     """
+    size = os.path.getsize(path)
+    if size == 0:
+        return CheckpointError(f'checkpoint {path!r} is empty (0 bytes)')
+    with open(path, 'rb') as f:
+        head = f.read(len(ZIP_MAGIC))
+    if head != ZIP_MAGIC:
+        if _legacy_header_ok(path):
+            return None
+        return CheckpointError(
+            f'{path!r} is not a PyTorch checkpoint: it is neither a zip archive (what '
+            f'torch.save writes) nor torch\'s legacy format; it starts with {head!r}')
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except zipfile.BadZipFile as e:
-        raise CheckpointError(f'checkpoint {path!r} is truncated or corrupt: {e} (a torch '
-                              'checkpoint is a zip archive; this one cannot be read, e.g. '
-                              'because its writing was interrupted)') from e
-    except (OSError, EOFError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f'checkpoint {path!r} is truncated or corrupt: '
-                              f'{type(e).__name__}: {e}') from e
+            names = archive.namelist()
+            if not any(n == 'data.pkl' or n.endswith('/data.pkl') for n in names):
+                return CheckpointError(
+                    f'{path!r} is a zip archive but not a PyTorch checkpoint: it has no '
+                    f'data.pkl record (records: {names[:5]}{" ..." if len(names) > 5 else ""})')
+            bad = None if checksums == 'none' else \
+                _damaged_record(archive, tensor_data=checksums == 'all')
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        return CheckpointError(
+            f'checkpoint {path!r} is truncated or damaged ({size} bytes): {e}; a PyTorch '
+            'checkpoint is a zip archive whose directory is at its end, which this one lacks '
+            'or has damaged (e.g. its writing or copying was interrupted)')
     if bad is not None:
-        raise CheckpointError(f'checkpoint {path!r} is corrupt: its record {bad!r} does not '
-                              'match its CRC-32 checksum (the file was damaged after it was '
-                              'written)')
+        return CheckpointError(
+            f'checkpoint {path!r} is damaged: its record {bad!r} does not match its CRC-32 '
+            'checksum (the file changed after it was written)')
+    return None
 
 
-def _torch_load(path: str, map_location) -> dict:
-    if zipfile.is_zipfile(path):
-        _check_zip(path)
-    elif os.path.getsize(path) == 0:
-        raise CheckpointError(f'checkpoint {path!r} is empty (0 bytes)')
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
-        if found:
-            raise CheckpointError(f'{path!r} holds objects that may not be loaded safely: '
-                                  f'{found[1]}') from e
-        raise CheckpointError(f'{path!r} is not a readable PyTorch checkpoint (truncated or '
-                              f'another kind of file): {str(e).splitlines()[0]}') from e
-    except Exception as e:  # zip, pickle or storage errors: not a checkpoint torch can read
-        raise CheckpointError(f'{path!r} is not a readable PyTorch checkpoint (truncated or '
-                              f'another kind of file): {type(e).__name__}: '
-                              f'{str(e).splitlines()[0] if str(e) else ""}') from e
+def diagnose(path: str, error: BaseException) -> Exception | None:
+    """Why loading the local file ``path`` failed with ``error``, as an error naming the file;
+    None when the file is not the reason (e.g. a ``map_location`` without that device).
 
-
-def load_file(path: str) -> dict:
-    """Read a checkpoint file safely (``weights_only=True``; ``.safetensors`` too) on the CPU.
-
-    A missing, truncated, corrupt or non-checkpoint file raises an error naming the file
-    and what was wrong, not a traceback from deep inside pickle or zipfile.
+    Reads the file again, fully for a zip archive with checksums: run it only on failure.
     """
+    path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
+        return FileNotFoundError(f'checkpoint file {path!r} does not exist')
+    problem = _structure_problem(path, checksums='all')
+    if problem is not None:
+        return problem
+    message = str(error)
+    found = re.search(r'Unsupported global: GLOBAL (\S+)', message) \
+        or re.search(r'Unsupported operand|Weights only load failed', message)
+    if found:
+        unsafe = found[1] if found.re.groups else message.splitlines()[0]
+        return CheckpointError(
+            f'checkpoint {path!r} holds objects that torch.load(weights_only=True) does not '
+            f'load: {unsafe}. If you trust the file, allow them with '
+            'torch.serialization.add_safe_globals([...]) or load it with '
+            'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1')
+    reading = isinstance(error, (pickle.UnpicklingError, EOFError)) or \
+        re.search(r'PytorchStreamReader|zip archive|magic number', message)
+    if reading:
+        first = message.splitlines()[0] if message else ''
+        return CheckpointError(f'{path!r} is not a readable PyTorch checkpoint (truncated or '
+                               f'another kind of file): {type(error).__name__}: {first}')
+    return None
+
+
+@contextmanager
+def explain_load_failure(path: str):
+    """Re-raise a failure to load the local file ``path`` as :func:`diagnose` explains it;
+    errors that are not about the file pass unchanged. Costs nothing when loading works."""
+    try:
+        yield
+    except Exception as e:
+        if '://' in str(path):  # a URL or another storage backend: not our file to read
+            raise
+        problem = diagnose(path, e)
+        if problem is None:
+            raise
+        raise problem from e
+
+
+def load_file(path: str, map_location='cpu') -> dict:
+    """Read a checkpoint file (``.safetensors`` too) as ``torch.load`` does, with its default
+    ``weights_only``; a file that fails to load gets an error naming it and what is wrong."""
     if path.endswith('.safetensors'):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
         from safetensors import SafetensorError
         from safetensors.torch import load_file as load_safetensors
         try:
-            return load_safetensors(path, device='cpu')
+            return load_safetensors(path, device=str(map_location or 'cpu'))
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f'{path!r} is not a readable safetensors file: {e}') from e
-    return _torch_load(path, 'cpu')
+    with explain_load_failure(path):
+        return torch.load(path, map_location=map_location)
 
 
-# Checkpoints read by verify_checkpoint, kept for the runner's load of the same file.
-_verified: dict[str, tuple[tuple, dict]] = {}
+def verify_checkpoint(path: str, checksums: bool = False) -> None:
+    """Fail early on a local checkpoint file that cannot load: missing, empty, truncated,
+    damaged in its metadata, or of another format.
 
+    The tools call it before the Runner writes anything (the Runner creates its log folder
+    and dumps its config before it loads checkpoints). It reads the zip directory and the
+    small records, not the tensor data; the Runner's load is then the only full read.
 
-def _stamp(path: str) -> tuple:
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
+    Args:
+        path (str): The checkpoint file.
+        checksums (bool): Also check the CRC-32 of every tensor record (a full read of the
+            file), to find damage that ``torch.load`` does not notice. Defaults to False.
 
-
-def load_from_local(filename: str, map_location=None) -> dict:
-    """mmengine's loader of local checkpoint files (``CheckpointLoader`` scheme ``''``,
-    used by ``load_from``, ``--resume`` and ``tools/test.py``), with clear errors.
-
-    mmengine's own calls ``torch.load`` directly: a truncated file gives "PytorchStreamReader
-    failed reading zip archive" without the file's name, and a file damaged inside its
-    tensor data loads silently. This one names the file, checks the records' checksums and
-    loads with ``weights_only=True`` (seplugin's allow-list covers runner checkpoints).
-    A file :func:`verify_checkpoint` has read (and that has not changed since) is not read
-    again when loaded to the CPU.
+    Raises:
+        FileNotFoundError: No such file.
+        CheckpointError: What is wrong with the file.
     """
-    filename = os.path.expanduser(filename)
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file {filename!r} does not exist')
-    stamp, checkpoint = _verified.pop(os.path.realpath(filename), (None, None))
-    if checkpoint is not None and stamp == _stamp(filename) \
-            and map_location in (None, 'cpu'):
-        return checkpoint
-    return _torch_load(filename, map_location)
-
-
-def verify_checkpoint(path: str) -> None:
-    """Read a local checkpoint file through :func:`load_from_local`, to fail on a missing,
-    truncated, corrupt or unsafe file before a run writes anything (the Runner creates its
-    log folder and dumps its config before it loads checkpoints). The loaded checkpoint is
-    kept for the Runner's load of the same file, which then costs no second read."""
-    checkpoint = load_from_local(path, 'cpu')
-    _verified[os.path.realpath(os.path.expanduser(path))] = (_stamp(path), checkpoint)
-
-
-def use_checked_local_loader() -> None:
-    """Make mmengine load local checkpoint files with :func:`load_from_local`."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
+    problem = _structure_problem(path, checksums='all' if checksums else 'metadata')
+    if problem is not None:
+        raise problem
 
 
 # How many keys a mismatch error lists.

@@ -46,10 +46,10 @@ class ToyAccuracy(BaseMetric):
         return dict(top1=top1, top5=100.0)
 
 
-def make_runner(work_dir, max_iters, seed=0, val_interval=1000, **kwargs):
+def make_runner(work_dir, max_iters, seed=0, val_interval=1000, runner_cls=Runner, **kwargs):
     loader = dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=True),
                   batch_size=4, num_workers=0)
-    return Runner(
+    return runner_cls(
         model=ToyModel(), work_dir=str(work_dir), train_dataloader=loader,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', by_epoch=False, milestones=[2]),

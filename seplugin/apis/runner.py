@@ -11,7 +11,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
-from seplugin.checkpoint import CheckpointError, check_state_dict_fits
+from seplugin.checkpoint import CheckpointError, check_state_dict_fits, explain_load_failure
 
 from .dist import check_sync_bn
 
@@ -52,6 +52,8 @@ class CheckedRunner(Runner):
       random weights where the checkpoint had none; fine-tuning from ``load_from`` stays
       lenient, as in mmengine;
     - a ``resume`` from a file without training state;
+    - a checkpoint file that fails to load: the error names the file and what is wrong
+      with it (see :func:`seplugin.checkpoint.diagnose`);
     - SyncBN in a distributed run on CPUs (see :func:`seplugin.apis.dist.check_sync_bn`);
 
     and in a distributed ``test()`` only rank 0 writes the metrics file (mmengine lets every
@@ -142,8 +144,10 @@ class CheckedRunner(Runner):
                         revise_keys=[(r'^module.', '')]):  # noqa: B006 (mmengine's default)
         """``Runner.load_checkpoint``, plus: for ``resume``, the file must hold training
         state; for ``resume``, ``val()`` and ``test()``, its weights must fit the model
-        (checked before they are copied into it)."""
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        (checked before they are copied into it). The file is read once, by mmengine's
+        loader; only when that fails is the file examined, to say what is wrong with it."""
+        with explain_load_failure(filename):
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
         if self._resuming:
             missing = [key for key in ('meta', 'state_dict') if key not in checkpoint]
             if missing or 'iter' not in checkpoint['meta']:
