@@ -216,6 +216,35 @@ def _without_metrics_file(hook: LoggerHook) -> None:
     hook.after_test_epoch = without_dump
 
 
+# The frames of ``nn.Module.__call__``: their locals are the module (``self``) and its
+# positional inputs (``args``).
+MODULE_CALL_CODES = tuple(getattr(torch.nn.Module, name).__code__
+                          for name in ('_wrapped_call_impl', '_call_impl')
+                          if hasattr(torch.nn.Module, name))
+
+
+def failing_module(error: BaseException, model: torch.nn.Module):
+    """The innermost module of ``model`` whose call ``error`` went through, read from the
+    error's traceback: ``(name, module, positional inputs)``, or None.
+
+    The traceback keeps the frames of every ``nn.Module.__call__`` the error passed, so
+    nothing has to be recorded while the model runs.
+    """
+    if is_model_wrapper(model):
+        model = model.module
+    names = {module: name for name, module in model.named_modules()}
+    found = None
+    trace = error.__traceback__
+    while trace is not None:  # from the outermost frame to the innermost
+        frame = trace.tb_frame
+        if frame.f_code in MODULE_CALL_CODES:
+            module = frame.f_locals.get('self')
+            if module in names:
+                found = (names[module], module, frame.f_locals.get('args', ()))
+        trace = trace.tb_next
+    return found
+
+
 @contextmanager
 def explain_module_errors(model: torch.nn.Module):
     """Name the module in whose forward an error arises, with its input shapes.
@@ -226,30 +255,20 @@ def explain_module_errors(model: torch.nn.Module):
     this context, such a ``RuntimeError`` (one whose message speaks of shapes, sizes,
     channels or dimensions) is raised again with the innermost module that was running,
     e.g. ``model.head.fc (Linear(in_features=64, ...)), called with input of shape
-    (32, 128)``. Costs two Python calls per module and forward.
+    (32, 128)``. The module is found in the error's traceback after the failure: nothing
+    runs while the model works (no hooks).
     """
-    if is_model_wrapper(model):
-        model = model.module
-    stack = []
-    names = {module: name for name, module in model.named_modules()}
-
-    def pre_hook(module, args):
-        stack.append((module, args))
-
-    def post_hook(module, args, output):
-        if stack:
-            stack.pop()
-
-    handles = [m.register_forward_pre_hook(pre_hook) for m in names]
-    handles += [m.register_forward_hook(post_hook, always_call=False) for m in names]
     try:
         yield
     except RuntimeError as e:
-        if not stack or not SHAPE_ERROR.search(str(e)):
+        if not SHAPE_ERROR.search(str(e)):
             raise
-        module, args = stack[-1]
+        found = failing_module(e, model)
+        if found is None:
+            raise
+        name, module, args = found
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-        path = f'model.{names[module]}' if names[module] else 'model'
+        path = f'model.{name}' if name else 'model'
         section = '.'.join(path.split('.')[:2])
         text = repr(module).splitlines()[0]
         raise RuntimeError(
@@ -257,7 +276,3 @@ def explain_module_errors(model: torch.nn.Module):
             f'{shapes[0] if len(shapes) == 1 else shapes}: check the config values that '
             f'size {section} and the layers feeding it (in_channels, num_classes, ...)'
         ) from e
-    finally:
-        for handle in handles:
-            handle.remove()
-        stack.clear()
