@@ -3,10 +3,9 @@ import os.path as osp
 
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
-from mmdet.registry import DATASETS as MMDET_DATASETS
 from mmengine.fileio import exists
 
-from seplugin.registry import DATASETS
+from seplugin.registry import register_dataset
 
 # How many missing images an error lists by name.
 SHOWN_MISSING = 5
@@ -97,5 +96,4 @@ class CheckedCocoDataset(CocoDataset):
                 'data_prefix.img')
 
 
-MMDET_DATASETS.register_module(module=CheckedCocoDataset)
-DATASETS.register_module(module=CheckedCocoDataset)
+register_dataset(CheckedCocoDataset, scopes=('mmdet',))

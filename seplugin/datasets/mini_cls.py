@@ -21,8 +21,6 @@ import os.path as osp
 import numpy as np
 from PIL import Image
 
-from seplugin.datasets.places365 import PLACES365_CATEGORIES, places365_categories_text
-
 # The classes: 4 patterns x 2 colour pairs (foreground, background), as RGB.
 PATTERNS = ('horizontal_stripes', 'vertical_stripes', 'checkerboard', 'rings')
 PALETTES = (((225, 70, 40), (35, 45, 100)),    # red on dark blue
@@ -187,6 +185,8 @@ def make_mini_places365(out: str,
     Returns:
         dict[str, int]: Number of images per split.
     """
+    # here, not at the top: the Places365 dataset needs MMPretrain, mini ImageNet does not
+    from seplugin.datasets.places365 import PLACES365_CATEGORIES, places365_categories_text
     _prepare_out(out, overwrite)
     with open(osp.join(out, 'categories_places365.txt'), 'w', encoding='utf-8',
               newline='\n') as f:

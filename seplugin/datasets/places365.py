@@ -73,7 +73,6 @@ youth_hostel zen_garden
 SHOWN_MISSING = 10
 
 
-@register_dataset
 class Places365(BaseDataset):
     """`Places365 <http://places2.csail.mit.edu>`_ scene classification, 365 classes.
 
@@ -302,3 +301,6 @@ def places365_categories_text() -> str:
 
 
 __all__ = ['PLACES365_CATEGORIES', 'Places365', 'places365_categories_text']
+
+
+register_dataset(Places365, scopes=('mmpretrain',))
