@@ -1,5 +1,6 @@
 """MMDetection's CocoDataset with up-front checks of its files and categories."""
 import os.path as osp
+import warnings
 
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
@@ -7,8 +8,9 @@ from mmengine.fileio import exists
 
 from seplugin.registry import register_dataset
 
-# How many missing images an error lists by name.
+# How many missing images, and classes of the config, an error lists by name.
 SHOWN_MISSING = 5
+SHOWN_CLASSES = 5
 
 
 class CheckedCocoDataset(CocoDataset):
@@ -21,10 +23,15 @@ class CheckedCocoDataset(CocoDataset):
     annotation file is loaded:
 
     - the annotation file exists;
-    - every class of ``metainfo['classes']`` is a category (by name) of the file;
-    - every category of the file is one of the classes, unless ``allow_unused_categories``;
+    - some class of ``metainfo['classes']`` is a category (by name) of the file;
+    - every category of the file is one of the classes, unless ``allow_unused_categories``
+      (else their annotations would be dropped);
     - every annotation's ``category_id`` is a category of the file;
     - every image file exists (local files only, unless ``check_images=False``).
+
+    A file whose categories are a subset of the classes (e.g. a few COCO categories with
+    the COCO config's 80 classes) loads as with ``CocoDataset``, every annotation and the
+    same labels, with a warning naming the classes the file lacks.
 
     Args:
         allow_unused_categories (bool): Accept categories of the file that are not in
@@ -64,12 +71,15 @@ class CheckedCocoDataset(CocoDataset):
     def _check_categories(self, coco: COCO) -> None:
         names = {cat['id']: cat['name'] for cat in coco.dataset.get('categories', [])}
         classes = tuple(self.metainfo['classes'])
-        missing = [name for name in classes if name not in names.values()]
-        if missing:
+        used = [name for name in names.values() if name in classes]
+        if not used:
+            shown = ', '.join(repr(c) for c in classes[:SHOWN_CLASSES])
             raise ValueError(
-                f'classes {missing} of the config (metainfo.classes) are not categories of '
-                f'{self.ann_file!r}, whose categories are {sorted(names.values())}; set the '
-                "dataset's metainfo=dict(classes=(...)) to the file's category names")
+                f'none of the categories {sorted(names.values())} of {self.ann_file!r} is a '
+                f'class of the config (metainfo.classes: {len(classes)} classes, {shown}'
+                f'{", ..." if len(classes) > SHOWN_CLASSES else ""}), so no annotation would '
+                "be loaded; set the dataset's metainfo=dict(classes=(...)) to the file's "
+                'category names')
         unused = {cat_id: name for cat_id, name in names.items() if name not in classes}
         if unused and not self.allow_unused_categories:
             raise ValueError(
@@ -77,6 +87,16 @@ class CheckedCocoDataset(CocoDataset):
                 f"config's metainfo.classes {classes}, so their annotations would be "
                 'dropped; add them to the classes, or set allow_unused_categories=True '
                 'to train on the subset')
+        absent = [name for name in classes if name not in names.values()]
+        if absent:
+            # as CocoDataset (and CocoMetric): label i is the i-th used category of the file
+            order = '' if list(classes[:len(used)]) == used else (
+                f'; as in CocoDataset, the labels number the file\'s categories in its order '
+                f'{used}, not by their places in metainfo.classes')
+            warnings.warn(
+                f'{len(absent)} classes of the config (metainfo.classes) are not categories '
+                f'of {self.ann_file!r}, which has none of their annotations: {absent}{order}',
+                stacklevel=2)
         for ann in coco.dataset.get('annotations', []):
             if ann.get('category_id') not in names:
                 raise ValueError(

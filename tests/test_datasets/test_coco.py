@@ -76,17 +76,64 @@ def test_missing_images_can_be_left_to_the_pipeline(data_root, tmp_path):
     assert len(build(data_root, ann_file=str(ann_file), check_images=False)) == 3
 
 
-def test_config_class_not_in_file(data_root):
-    with pytest.raises(ValueError) as error:
-        build(data_root, metainfo=dict(classes=('circle', 'hexagon')))
-    message = str(error.value)
-    assert "['hexagon']" in message and 'instances_val.json' in message
+def test_config_classes_absent_from_the_file_warn(data_root):
+    """The file's categories are a subset of the config's classes: CocoDataset loads it, and
+    so does this class, with a warning naming the classes without annotations."""
+    classes = ('circle', 'square', 'triangle', 'hexagon')
+    with pytest.warns(UserWarning, match=r"1 classes of the config \(metainfo.classes\) are "
+                                         r"not categories of '\S+instances_val.json', which "
+                                         r"has none of their annotations: \['hexagon'\]$"):
+        checked = build(data_root, metainfo=dict(classes=classes))
+    assert_loads_like_coco_dataset(checked, data_root, classes)
 
 
-def test_coco_default_classes_on_a_custom_file(data_root):
-    """The classic mistake: a custom dataset without metainfo gets COCO's 80 classes."""
-    with pytest.raises(ValueError, match="'person'"):
-        build(data_root, metainfo=None)
+def coco_subset_file(data_root, tmp_path):
+    """The mini COCO file with three real COCO categories (their COCO ids) in place of its
+    own: person 1, car 3, dog 18, listed in this order."""
+    coco = load_json(data_root)
+    rename = {1: ('person', 1), 2: ('car', 3), 3: ('dog', 18)}
+    coco['categories'] = [dict(id=rename[c['id']][1], name=rename[c['id']][0])
+                          for c in coco['categories']]
+    for ann in coco['annotations']:
+        ann['category_id'] = rename[ann['category_id']][1]
+    return write_json(tmp_path / 'subset.json', coco), len(coco['annotations'])
+
+
+def assert_loads_like_coco_dataset(checked, data_root, classes, **kwargs):
+    from mmdet.datasets import CocoDataset
+    plain = CocoDataset(data_root=data_root, data_prefix=dict(img='val/'), pipeline=[],
+                        ann_file=checked.ann_file, metainfo=dict(classes=classes), **kwargs)
+    assert len(checked) == len(plain) > 0
+    assert [checked.get_data_info(i) for i in range(len(checked))] == \
+        [plain.get_data_info(i) for i in range(len(plain))]
+
+
+def test_subset_of_coco_categories_with_the_coco_classes(data_root, tmp_path):
+    """4 classes' worth of a COCO file trained with the COCO config's 80 classes: every
+    annotation is loaded, with CocoDataset's labels (the file's order, as CocoMetric maps
+    them back to category ids), and the warning says so."""
+    from mmdet.datasets import CocoDataset
+    classes = CocoDataset.METAINFO['classes']
+    ann_file, count = coco_subset_file(data_root, tmp_path)
+    with pytest.warns(UserWarning) as warned:
+        checked = build(data_root, ann_file=str(ann_file), metainfo=dict(classes=classes))
+    [message] = [str(w.message) for w in warned if 'classes of the config' in str(w.message)]
+    absent = [c for c in classes if c not in ('person', 'car', 'dog')]
+    assert message.startswith(f'77 classes of the config (metainfo.classes) are not '
+                              f"categories of '{ann_file}', which has none of their "
+                              f'annotations: {absent}; as in CocoDataset, the labels number '
+                              "the file's categories in its order ['person', 'car', 'dog']")
+    assert sum(len(checked.get_data_info(i)['instances']) for i in range(len(checked))) \
+        == count
+    assert_loads_like_coco_dataset(checked, data_root, classes)
+
+
+def test_no_class_of_the_config_in_the_file(data_root):
+    with pytest.raises(ValueError, match=r"none of the categories \['circle', 'square', "
+                                         r"'triangle'\] of '\S+instances_val.json' is a class "
+                                         r'of the config \(metainfo.classes: 2 classes, '
+                                         r"'hexagon', 'star'\)"):
+        build(data_root, metainfo=dict(classes=('hexagon', 'star')))
 
 
 def test_file_category_not_in_config(data_root):
