@@ -73,6 +73,12 @@ def runner_checkpoint_globals() -> list:
     ]
 
 
+# torch's allow-list for weights_only loading, with (object, name) entries: torch >= 2.5
+# (2.4 has add_safe_globals without named entries; weights_only=True is the default from 2.6)
+HAS_ALLOW_LIST = hasattr(torch.serialization, 'add_safe_globals') and \
+    hasattr(torch.serialization, 'get_unsafe_globals_in_checkpoint')
+
+
 def allow_runner_checkpoints() -> bool:
     """Allow-list the runner's checkpoint globals for ``torch.load(weights_only=True)``.
 
@@ -83,9 +89,8 @@ def allow_runner_checkpoints() -> bool:
     Returns:
         bool: Whether the allow-list was extended.
     """
-    if not hasattr(torch.serialization, 'add_safe_globals') \
-            or not hasattr(torch.serialization, 'get_unsafe_globals_in_checkpoint'):
-        return False  # torch < 2.5 (2.4 has add_safe_globals, but without named pairs)
+    if not HAS_ALLOW_LIST:
+        return False
     torch.serialization.add_safe_globals(runner_checkpoint_globals())
     return True
 
@@ -195,7 +200,7 @@ def diagnose(path: str, error: BaseException) -> Exception | None:
     if problem is not None:
         return problem
     message = str(error)
-    found = re.search(r'Unsupported global: GLOBAL (\S+)', message) \
+    found = re.search(r'Unsupported (?:global: GLOBAL|class) (\S+)', message) \
         or re.search(r'Unsupported operand|Weights only load failed', message)
     if found:
         unsafe = found[1] if found.re.groups else message.splitlines()[0]
