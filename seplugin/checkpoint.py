@@ -117,27 +117,30 @@ def _has_checksums(archive: zipfile.ZipFile) -> bool:
 
 
 def _damaged_record(archive: zipfile.ZipFile, tensor_data: bool) -> str | None:
-    """The first record whose bytes do not match its CRC-32 (tensor data only if asked)."""
-    if not _has_checksums(archive):
-        return None
+    """What is wrong with the first damaged record (tensor data only if asked), or None."""
+    checksums = _has_checksums(archive)
     for info in archive.infolist():
         if _is_tensor_data(info.filename) and not tensor_data:
             continue
         try:
-            with archive.open(info) as record:
-                while record.read(1 << 24):
+            with archive.open(info) as record:  # checks the record's header
+                # without checksums zipfile would call every non-empty record damaged
+                while checksums and record.read(1 << 24):
                     pass
-        except zipfile.BadZipFile:  # zipfile's "Bad CRC-32 for file ..."
-            return info.filename
+        except zipfile.BadZipFile as e:
+            if 'CRC' in str(e):
+                return (f'its record {info.filename!r} does not match its CRC-32 checksum '
+                        '(the file changed after it was written)')
+            return f'its record {info.filename!r} cannot be read ({e})'
     return None
 
 
 def _legacy_header_ok(path: str) -> bool:
     """Whether ``path`` starts as torch's legacy (pre-1.6) format or a tar file does."""
-    with open(path, 'rb') as f:
-        head = f.read(64)
     if tarfile.is_tarfile(path):
         return True
+    with open(path, 'rb') as f:
+        head = f.read(64)
 
     class NoGlobals(pickle.Unpickler):
         def find_class(self, module, name):
@@ -152,8 +155,8 @@ def _legacy_header_ok(path: str) -> bool:
 def _structure_problem(path: str, checksums: str) -> CheckpointError | None:
     """What is wrong with the file's structure, reading little of it.
 
-    ``checksums``: ``'metadata'`` checks the CRC-32 of the small records (the pickle, the
-    version), ``'all'`` of every record (a full read), ``'none'`` of no record.
+    ``checksums``: ``'metadata'`` reads the small records (the pickle, the version) and
+    checks their CRC-32, ``'all'`` every record (a full read).
     """
     size = os.path.getsize(path)
     if size == 0:
@@ -173,17 +176,14 @@ def _structure_problem(path: str, checksums: str) -> CheckpointError | None:
                 return CheckpointError(
                     f'{path!r} is a zip archive but not a PyTorch checkpoint: it has no '
                     f'data.pkl record (records: {names[:5]}{" ..." if len(names) > 5 else ""})')
-            bad = None if checksums == 'none' else \
-                _damaged_record(archive, tensor_data=checksums == 'all')
+            bad = _damaged_record(archive, tensor_data=checksums == 'all')
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         return CheckpointError(
             f'checkpoint {path!r} is truncated or damaged ({size} bytes): {e}; a PyTorch '
             'checkpoint is a zip archive whose directory is at its end, which this one lacks '
             'or has damaged (e.g. its writing or copying was interrupted)')
     if bad is not None:
-        return CheckpointError(
-            f'checkpoint {path!r} is damaged: its record {bad!r} does not match its CRC-32 '
-            'checksum (the file changed after it was written)')
+        return CheckpointError(f'checkpoint {path!r} is damaged: {bad}')
     return None
 
 
