@@ -187,11 +187,9 @@ def convert(checkpoint: Mapping, source: str,
     if problems:
         raise ConversionError(f'{source} checkpoint does not convert to {cfg}:\n  '
                               + '\n  '.join(problems))
+    # a plain ResNet: loading it starts the SE layers as no-ops (SEResNet's load hook)
     model.load_state_dict(converted, strict=not se_missing)
-    if se_missing:  # a plain ResNet: SE layers start as no-ops
-        backbone = model['backbone']
-        for _, block in backbone.named_blocks():
-            block.start_se_neutral()
+    if se_missing:
         converted = model.state_dict()
     if backbone_only:
         converted = {k.removeprefix('backbone.'): v for k, v in converted.items()}
