@@ -204,3 +204,43 @@ def test_frozen_stages_keep_the_plain_function_while_the_rest_learns():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(se(x)[1], plain(x)[1])
+
+
+def test_faster_rcnn_from_a_plain_detector_checkpoint(tmp_path):
+    """MMDetection's Faster R-CNN with SEResNet, from a plain Faster R-CNN checkpoint
+    through a detector-level init_cfg and through load_checkpoint (what load_from runs):
+    the same FPN features and RoI head outputs (on the RPN's proposals) as the plain one."""
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.hub import get_config
+    from mmengine.registry import DefaultScope
+
+    cfg = get_config('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py').model
+    cfg.backbone.init_cfg = None  # no download; the checkpoint below holds the backbone
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        plain = MODELS.build(cfg)
+        plain.init_weights()
+        randomise(plain.backbone)  # undo the zero-initialised last BNs
+        path = tmp_path / 'faster_rcnn_r50.pth'
+        torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
+        cfg.backbone.type = 'SEResNet'
+        by_init_cfg = MODELS.build(dict(cfg, init_cfg=dict(type='Pretrained',
+                                                           checkpoint=str(path))))
+        by_init_cfg.init_weights()
+        by_load = MODELS.build(cfg)
+        by_load.init_weights()
+        load_checkpoint(by_load, str(path), map_location='cpu')
+        data = plain.data_preprocessor(demo_mm_inputs(2, [[3, 128, 160]] * 2), False)
+    results = []
+    for model in (plain, by_init_cfg, by_load):
+        model.eval()
+        with torch.no_grad():
+            results.append((model.extract_feat(data['inputs']),  # FPN levels
+                            model(data['inputs'], data['data_samples'], mode='tensor')))
+    assert isinstance(by_load.backbone, SEResNet)
+    flat = [torch.utils._pytree.tree_flatten(r)[0] for r in results]
+    assert len(flat[0]) == 5 + 2  # FPN levels, RoI head scores and boxes
+    for se_outputs in flat[1:]:
+        assert len(se_outputs) == len(flat[0])
+        for a, b in zip(se_outputs, flat[0]):
+            torch.testing.assert_close(a, b)
