@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmdet.models.backbones import ResNet
 from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -213,7 +214,6 @@ def test_faster_rcnn_from_a_plain_detector_checkpoint(tmp_path):
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
     from mmengine.hub import get_config
-    from mmengine.registry import DefaultScope
 
     cfg = get_config('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py').model
     cfg.backbone.init_cfg = None  # no download; the checkpoint below holds the backbone
@@ -244,3 +244,32 @@ def test_faster_rcnn_from_a_plain_detector_checkpoint(tmp_path):
         assert len(se_outputs) == len(flat[0])
         for a, b in zip(se_outputs, flat[0]):
             torch.testing.assert_close(a, b)
+
+
+def test_runner_load_from_a_plain_mmpretrain_classifier(tmp_path):
+    """``load_from=`` in a Runner: MMPretrain's ResNet classifier checkpoint into the same
+    classifier with the mmpretrain scope's SEResNet gives MMPretrain's logits."""
+    from mmengine.runner import Runner
+    from mmpretrain.registry import MODELS
+
+    def classifier(backbone_type):
+        return dict(type='ImageClassifier',
+                    backbone=dict(type=backbone_type, depth=50, base_channels=16),
+                    neck=dict(type='GlobalAveragePooling'),
+                    head=dict(type='LinearClsHead', num_classes=10, in_channels=512))
+
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        plain = MODELS.build(classifier('ResNet'))
+    randomise(plain.backbone)
+    path = tmp_path / 'resnet50_classifier.pth'
+    torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
+    runner = Runner(model=classifier('SEResNet'), work_dir=str(tmp_path / 'work'),
+                    load_from=str(path), default_scope='mmpretrain')
+    runner.load_or_resume()
+    se = runner.model
+    assert len(list(se.backbone.se_layers())) == 16
+    x = torch.randn(2, 3, 64, 64)
+    plain.eval()
+    se.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(se(x, mode='tensor'), plain(x, mode='tensor'))
