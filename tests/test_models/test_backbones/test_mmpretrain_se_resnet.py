@@ -48,6 +48,18 @@ def assert_same_function(ref, ours, in_channels=3, size=64):
         assert len(actual) == len(expected)
         for a, b in zip(actual, expected):
             torch.testing.assert_close(a, b)
+    # frozen_stages and norm_eval: the same parameters frozen, the same norms in eval mode
+    assert frozen(ours) == frozen(ref)
+    assert training_norms(ours) == training_norms(ref)
+
+
+def frozen(model):
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def training_norms(model):
+    return {name for name, m in model.named_modules() if isinstance(m, _BatchNorm)
+            and m.training}
 
 
 def test_scopes_resolve_to_their_flavour():
@@ -82,6 +94,7 @@ def test_defaults_are_mmpretrains():
     dict(base_channels=16, se_ratio=32),         # SE widths 2..16 rounded to 8..16
     dict(base_channels=16, se_ratio=8, out_indices=(0, 1, 2, 3)),
     dict(base_channels=16, style='caffe', frozen_stages=2),
+    dict(base_channels=16, frozen_stages=0, norm_eval=True, with_cp=True),
     dict(base_channels=16, num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 2),
          out_indices=(1, 2)),
     dict(base_channels=16, norm_cfg=dict(type='GN', num_groups=4, requires_grad=True),
