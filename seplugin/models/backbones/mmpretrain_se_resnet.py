@@ -62,7 +62,7 @@ class MMPretrainFlavour:
             raise ValueError(f'{type(self).__name__} in the mmpretrain scope takes no '
                              f'pretrained={kwargs["pretrained"]!r} (an mmdet option); use '
                              "init_cfg=dict(type='Pretrained', checkpoint=...)")
-        se_cfg = dict(divisor=MMPRETRAIN_SE_DIVISOR, **(se_cfg or {}))
+        se_cfg = {'divisor': MMPRETRAIN_SE_DIVISOR, **(se_cfg or {})}
         init_cfg = copy.deepcopy(init_cfg)
         super().__init__(depth, se_ratio=se_ratio, se_cfg=se_cfg, stem_channels=stem_channels,
                          out_indices=out_indices, zero_init_residual=zero_init_residual,

@@ -166,3 +166,12 @@ def test_positional_arguments_beyond_depth_are_refused():
     # MMPretrain's SEResNeXt takes groups second, SEResNet se_ratio: neither is guessed
     with pytest.raises(TypeError):
         MMPretrainSEResNeXt(50, 32)
+
+
+def test_se_cfg_can_still_choose_the_papers_floor():
+    """se_cfg overrides the scope's rounding: divisor=1 is the paper's floor(C / r)."""
+    rounded = build(dict(type='SEResNet', depth=18, base_channels=16, se_ratio=4))
+    floor = build(dict(type='SEResNet', depth=18, base_channels=16, se_ratio=4,
+                       se_cfg=dict(divisor=1)))
+    assert [b.se_layer.squeeze_channels for b in rounded.blocks()] == [8, 8, 8, 8, 16, 16, 32, 32]
+    assert [b.se_layer.squeeze_channels for b in floor.blocks()] == [4, 4, 8, 8, 16, 16, 32, 32]
