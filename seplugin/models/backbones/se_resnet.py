@@ -31,6 +31,11 @@ class SEResNet(ResNet):
     MMPretrain's ``SEResNet`` arguments (``se_ratio``, ``drop_path_rate``, ``expansion``) and
     loads its checkpoints unchanged. The defaults give the paper's SE-ResNet.
 
+    Loading a state dict that holds a block's trunk but not its SE layer (a plain ResNet's,
+    by any loader: ``init_cfg`` Pretrained at any level, ``load_from``,
+    ``load_state_dict``) starts that SE layer neutral and logs it, so the network computes
+    what the plain one computed (:meth:`SEBlockMixin.start_se_neutral`).
+
     Args:
         depth (int): 18, 34 (BasicBlock), 50, 101 or 152 (Bottleneck).
         se_ratio (float): Reduction ratio r of every SE layer. Defaults to 16.
