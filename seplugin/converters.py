@@ -49,8 +49,10 @@ SOURCE_PREPROCESSING = {source: 'imagenet' for source in SOURCES}
 # (pattern, replacement) applied in order to each source key; first match wins.
 _RULES = {
     'timm': [
-        (r'^conv1\.0\.', 'stem.0.'), (r'^conv1\.1\.', 'stem.1.'), (r'^conv1\.3\.', 'stem.3.'),
-        (r'^conv1\.4\.', 'stem.4.'), (r'^conv1\.6\.', 'stem.6.'),
+        # deep stem: conv-BN-ReLU x3 in one Sequential -> mmpretrain's three ConvModules
+        (r'^conv1\.0\.', 'stem.0.conv.'), (r'^conv1\.1\.', 'stem.0.bn.'),
+        (r'^conv1\.3\.', 'stem.1.conv.'), (r'^conv1\.4\.', 'stem.1.bn.'),
+        (r'^conv1\.6\.', 'stem.2.conv.'),
         (r'^(layer\d+\.\d+)\.se\.fc([12])\.', r'\1.se_layer.conv\2.conv.'),
         (r'^fc\.', 'head.fc.'),
     ],
@@ -89,7 +91,12 @@ def rename(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Te
     if source not in SOURCES:
         raise ConversionError(f'unknown source {source!r}; expected one of {SOURCES}')
     if source == 'timm' and 'conv1.0.weight' in state:  # deep stem: its BN is bn1
-        state = {('stem.7.' + k[4:] if k.startswith('bn1.') else k): v
+        state = {('stem.2.bn.' + k[4:] if k.startswith('bn1.') else k): v
+                 for k, v in state.items()}
+    if source == 'timm' and 'layer1.0.downsample.2.weight' in state:
+        # avg_down: timm keeps an Identity in place of the stride-1 pool, mmpretrain has none
+        state = {re.sub(r'^layer1\.0\.downsample\.([12])\.',
+                        lambda m: f'layer1.0.downsample.{int(m[1]) - 1}.', k): v
                  for k, v in state.items()}
     out = {}
     for key, value in state.items():
@@ -134,8 +141,8 @@ def infer_backbone(state: Mapping[str, torch.Tensor], source: str) -> dict:
                 f'{source} SE-ResNet-{depth} cannot be reproduced: its BasicBlock applies a '
                 'ReLU between the last BN and SE, unlike the paper and seplugin')
         cfg['stem_pool'] = 'ceil'  # Caffe's max pooling, kept by Cadene's port
-    if 'stem.0.weight' in state:
-        cfg.update(deep_stem=True, stem_channels=state['stem.6.weight'].shape[0])
+    if 'stem.0.conv.weight' in state:
+        cfg.update(deep_stem=True, stem_channels=state['stem.2.conv.weight'].shape[0])
     if any(re.match(r'^layer\d\.0\.downsample\.2\.', k) for k in state):
         cfg['avg_down'] = True
     se_key = 'layer1.0.se_layer.conv1.conv.weight'
@@ -187,11 +194,9 @@ def convert(checkpoint: Mapping, source: str,
     if problems:
         raise ConversionError(f'{source} checkpoint does not convert to {cfg}:\n  '
                               + '\n  '.join(problems))
+    # a plain ResNet: loading it starts the SE layers as no-ops (SEResNet's load hook)
     model.load_state_dict(converted, strict=not se_missing)
-    if se_missing:  # a plain ResNet: SE layers start as no-ops
-        backbone = model['backbone']
-        for _, block in backbone.named_blocks():
-            block.start_se_neutral()
+    if se_missing:
         converted = model.state_dict()
     if backbone_only:
         converted = {k.removeprefix('backbone.'): v for k, v in converted.items()}

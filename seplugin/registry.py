@@ -15,8 +15,9 @@ build a placeholder that says so (:func:`register_missing`), and MMPretrain's ow
 ``SEResNet`` keeps its name in the mmpretrain scope.
 
 MMPretrain ships its own ``SEResNet`` and ``SEResNeXt``. In the ``mmpretrain`` scope these
-two names are replaced by seplugin's classes when seplugin is imported; MMPretrain's own
-classes stay importable from ``mmpretrain.models``.
+two names are replaced, when seplugin is imported, by seplugin's classes with MMPretrain's
+defaults and state-dict layout (``MMPretrainSEResNet``/``MMPretrainSEResNeXt``);
+MMPretrain's own classes stay importable from ``mmpretrain.models``.
 """
 from importlib.util import find_spec
 
@@ -60,16 +61,18 @@ if MMPRETRAIN:
     MODEL_REGISTRIES['mmpretrain'] = MMPRETRAIN_MODELS
     DATASET_REGISTRIES['mmpretrain'] = MMPRETRAIN_DATASETS
 
-# Names that seplugin deliberately takes over in the mmpretrain scope (see module docstring).
+# MMPretrain's own names, which seplugin takes over in the mmpretrain scope with classes of
+# MMPretrain's defaults and layout (seplugin/models/backbones/mmpretrain_se_resnet.py).
 REPLACED_IN_MMPRETRAIN = ('SEResNet', 'SEResNeXt')
 
 
 def register_model(cls: type) -> type:
     """Register a model class in seplugin's registry and in those of the installed
-    libraries (MMDetection, MMPretrain)."""
+    libraries (MMDetection, MMPretrain); the names of ``REPLACED_IN_MMPRETRAIN`` get their
+    MMPretrain-flavoured classes there instead."""
     for scope, registry in MODEL_REGISTRIES.items():
-        registry.register_module(
-            module=cls, force=scope == 'mmpretrain' and cls.__name__ in REPLACED_IN_MMPRETRAIN)
+        if not (scope == 'mmpretrain' and cls.__name__ in REPLACED_IN_MMPRETRAIN):
+            registry.register_module(module=cls)
     return cls
 
 

@@ -10,7 +10,7 @@ from mmpretrain.registry import MODELS
 
 from seplugin.checkpoint import load_file
 from seplugin.converters import ConversionError, convert
-from seplugin.models import SEResNet
+from seplugin.models import MMPretrainSEResNet, SEResNet
 
 
 def randomise(model, gain=(0.5, 1.5)):
@@ -65,7 +65,8 @@ def test_timm_deep_stem_variant():
     state, backbone = convert(src.state_dict(), 'timm', backbone_only=True)
     assert backbone == dict(type='SEResNet', depth=152, deep_stem=True, stem_channels=64,
                             avg_down=True, se_ratio=16)
-    model = SEResNet(**{k: v for k, v in backbone.items() if k != 'type'}).eval()
+    # the mmpretrain scope's class, whose deep stem and shortcut keys the converter writes
+    model = MMPretrainSEResNet(**{k: v for k, v in backbone.items() if k != 'type'}).eval()
     model.load_state_dict(state, strict=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():

@@ -36,9 +36,12 @@ def test_custom_imports_register_seplugin_in_a_fresh_process(tmp_path, scope):
     '''))
     result = subprocess.run([sys.executable, '-c', BUILD, str(config)], capture_output=True,
                             text=True, check=True)
+    # the mmpretrain scope gets the subclasses with MMPretrain's defaults and key layout
+    flavour = ('se_resnet.SEResNet', 'se_resnext.SEResNeXt') if scope == 'mmdet' else \
+        ('mmpretrain_se_resnet.MMPretrainSEResNet', 'mmpretrain_se_resnet.MMPretrainSEResNeXt')
     assert result.stdout.split() == [
-        'seplugin.models.backbones.se_resnet.SEResNet',
-        'seplugin.models.backbones.se_resnext.SEResNeXt',
+        f'seplugin.models.backbones.{flavour[0]}',
+        f'seplugin.models.backbones.{flavour[1]}',
         'seplugin.models.layers.se_layer.SELayer',
         'seplugin.models.backbones.se_resnet.SEResNet',
     ]

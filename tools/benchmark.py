@@ -116,10 +116,9 @@ def detectors(device: str) -> dict[str, nn.Module]:
     """
     models = {name: build_from_config(path)[0].to(device) for name, path in DETECTORS.items()}
     se, plain = models.values()
+    # the plain weights have no SE keys: loading them starts the SE layers neutral
     keys = se.load_state_dict(plain.state_dict(), strict=False)
     assert not keys.unexpected_keys and all('se_layer' in k for k in keys.missing_keys)
-    for block in se.backbone.blocks():
-        block.start_se_neutral()
     return models
 
 

@@ -7,4 +7,6 @@
 #   python -m seplugin.datasets.mini_cls places365 --out data/mini_places365
 _base_ = './resnet18_mini_places365.py'
 
-model = dict(backbone=dict(type='SEResNet', se_ratio=4))
+# divisor=1: the paper's floor(C / r) (4 channels in the first stage), where the
+# mmpretrain scope's default rounds to multiples of 8 as MMPretrain does.
+model = dict(backbone=dict(type='SEResNet', se_ratio=4, se_cfg=dict(divisor=1)))

@@ -9,7 +9,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.models import ResNet, ResNeXt
 
 import seplugin  # noqa: F401  (registers Places365)
-from seplugin.models import SEResNet, SEResNeXt
+from seplugin.models import MMPretrainSEResNet, MMPretrainSEResNeXt
 
 CONFIGS = Path(__file__).parents[2] / 'configs'
 FOLDERS = ('imagenet', 'places365', 'mini')
@@ -32,7 +32,8 @@ PAIRS = [
     *[(f'mini/seresnet18_mini_{data}.py', f'mini/resnet18_mini_{data}.py')
       for data in ('imagenet', 'places365')],
 ]
-SE_CLASSES = {'SEResNet': SEResNet, 'SEResNeXt': SEResNeXt}
+# the mmpretrain scope's SE classes: seplugin's, with MMPretrain's defaults and layout
+SE_CLASSES = {'SEResNet': MMPretrainSEResNet, 'SEResNeXt': MMPretrainSEResNeXt}
 BASE_CLASSES = {'ResNet': ResNet, 'ResNeXt': ResNeXt}
 
 
@@ -74,8 +75,10 @@ def test_se_config_differs_from_baseline_only_in_the_backbone_type(se, baseline)
     assert se_cfg == base_cfg  # data, pipeline, schedule, runtime, seed, rest of the model
     assert se_backbone.pop('type') == 'SE' + base_backbone.pop('type')
     if se.startswith('mini/'):
-        # The narrow mini models squeeze at ratio 4 rather than 16 (16 / 16 = 1 channel).
+        # The narrow mini models squeeze at ratio 4 rather than 16 (16 / 16 = 1 channel),
+        # to the paper's floor(C / r) rather than the scope's multiples of 8.
         assert se_backbone.pop('se_ratio') == 4
+        assert se_backbone.pop('se_cfg') == dict(divisor=1)
     assert se_backbone == base_backbone
 
 

@@ -82,7 +82,7 @@ def weights(tmp_path_factory) -> dict:
     ('model.backbone.type=SEResNetX', KeyError,
      r'SEResNetX is not in the mmpretrain::model registry'),
     ('model.backbone.depth=19', ValueError,
-     r'invalid depth 19 for SEResNet; expected one of \[18, 34, 50, 101, 152\]'),
+     r'invalid depth 19 for MMPretrainSEResNet; expected one of \[18, 34, 50, 101, 152\]'),
     ('model.backbone.se_ratio=0', ValueError, r'ratio must be a number > 0, got 0'),
     ('model.head.in_channels=64', RuntimeError,
      r'--> in model\.head\.fc \(Linear\(in_features=64, out_features=1000, bias=True\)\), '

@@ -1,4 +1,4 @@
-from seplugin.registry import MMDET, register_missing
+from seplugin.registry import MMDET, MMPRETRAIN, register_missing
 
 __all__ = []
 if MMDET:  # MMDetection's ResNet and ResNeXt with SE
@@ -7,6 +7,9 @@ if MMDET:  # MMDetection's ResNet and ResNeXt with SE
     from .se_resnext import SEResNeXt
     __all__ += ['SE_POSITIONS', 'SEBasicBlock', 'SEBottleneck', 'SEResNeXtBottleneck',
                 'SEResNet', 'SEResNeXt']
+    if MMPRETRAIN:  # the mmpretrain scope's SEResNet/SEResNeXt
+        from .mmpretrain_se_resnet import MMPretrainSEResNet, MMPretrainSEResNeXt
+        __all__ += ['MMPretrainSEResNet', 'MMPretrainSEResNeXt']
 else:
     register_missing('SEResNet', 'mmdet')
     register_missing('SEResNeXt', 'mmdet')

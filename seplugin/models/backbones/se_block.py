@@ -77,28 +77,47 @@ class SEBlockMixin:
 
     @torch.no_grad()
     def start_se_neutral(self) -> str:
-        """Make a fresh SE layer a no-op, for a trunk loaded from a plain (non-SE) ResNet.
+        """Make the SE layer a no-op, for a trunk just loaded from a plain (non-SE) ResNet.
 
-        The SE gate is made constant (:meth:`SELayer.start_constant`) and the layer it
-        multiplies is divided by that constant beforehand: the branch's last BN
-        ('standard'), the 3x3 conv's BN ('3x3', ReLU commutes with a positive scale), the
-        first conv ('pre') or the shortcut's BN ('identity' with a downsample). The block
-        then computes exactly what the plain block computed, while the SE layer receives
-        gradients from the first step. Where nothing can absorb the constant ('post',
-        'identity' on a plain shortcut) the gate starts as close to 1 as it gets.
-        Returns a description for the log.
+        The SE gate is made constant (:meth:`SELayer.start_constant`) and the layer whose
+        output it multiplies is divided by that constant: the branch's last BN
+        ('standard'), the 3x3 conv's BN ('3x3': ReLU commutes with a positive scale), the
+        shortcut's BN ('identity' with a downsample), each weight and bias; or the first
+        conv's weight only ('pre': ``conv(g * x)`` with weight ``w / g`` is ``w * x + b``).
+        The block then computes exactly what the plain block computed, while the SE layer
+        receives gradients from the first step. Where nothing can absorb the constant
+        ('post', 'identity' on a plain shortcut, an affine-free norm, mmdet plugins between
+        the last BN and SE) the gate starts as close to 1 as it gets.
+
+        Call it once per load of the trunk: a second call divides again. SE backbones call
+        it themselves when a state dict without SE weights is loaded (see
+        :meth:`SEResNet._load_from_state_dict`). Returns a description for the log.
         """
-        absorber = {'standard': self.last_norm, '3x3': getattr(self, 'norm2', None),
-                    'pre': self.conv1,
-                    'identity': self.downsample[-1] if self.downsample is not None else None,
-                    }.get(self.se_position)
-        if absorber is None or getattr(absorber, 'weight', None) is None:
+        absorber, scales_bias = self._se_absorber()
+        if absorber is None:
             return f'gate {self.se_layer.start_constant("one"):.6f} (nothing to absorb it)'
         gate = self.se_layer.start_constant('steep')
         absorber.weight.div_(gate)
-        if getattr(absorber, 'bias', None) is not None:
+        if scales_bias and absorber.bias is not None:
             absorber.bias.div_(gate)
         return f'gate {gate:g}, divided out of {type(absorber).__name__}'
+
+    def _se_absorber(self) -> tuple[nn.Module | None, bool]:
+        """(the layer that can take the constant SE gate, whether its bias scales too)."""
+        position = self.se_position
+        if position == 'pre':
+            absorber, scales_bias = self.conv1, False
+        elif position == 'standard' and not getattr(self, 'after_conv3_plugin_names', None):
+            absorber, scales_bias = self.last_norm, True
+        elif position == '3x3':
+            absorber, scales_bias = self.norm2, True
+        elif position == 'identity' and self.downsample is not None:
+            absorber, scales_bias = self.downsample[-1], True
+        else:
+            return None, False
+        if getattr(absorber, 'weight', None) is None:
+            return None, False
+        return absorber, scales_bias
 
     @property
     def last_norm(self) -> nn.Module:

@@ -1,5 +1,5 @@
 """SE-ResNet: MMDetection's ResNet with a Squeeze-and-Excitation layer in its blocks."""
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from mmdet.models.backbones.resnet import ResNet
@@ -30,6 +30,11 @@ class SEResNet(ResNet):
     ``zero_init_residual``, ``init_cfg``), plus one SE layer per residual block. It also takes
     MMPretrain's ``SEResNet`` arguments (``se_ratio``, ``drop_path_rate``, ``expansion``) and
     loads its checkpoints unchanged. The defaults give the paper's SE-ResNet.
+
+    Loading a state dict that holds a block's trunk but not its SE layer (a plain ResNet's,
+    by any loader: ``init_cfg`` Pretrained at any level, ``load_from``,
+    ``load_state_dict``) starts that SE layer neutral and logs it, so the network computes
+    what the plain one computed (:meth:`SEBlockMixin.start_se_neutral`).
 
     Args:
         depth (int): 18, 34 (BasicBlock), 50, 101 or 152 (Bottleneck).
@@ -119,32 +124,22 @@ class SEResNet(ResNet):
         # float32 linspace, exactly as mmpretrain computes the rates
         for block, rate in zip(blocks, torch.linspace(0, drop_path_rate, len(blocks)).tolist()):
             block.set_drop_path(rate)
+        self.register_load_state_dict_post_hook(_start_missing_se_neutral)
 
     def train(self, mode: bool = True) -> 'SEResNet':
         """As mmdet's (frozen stages and norm_eval kept), but returns self like nn.Module."""
         super().train(mode)
         return self
 
-    def init_weights(self) -> None:
-        """mmengine's initialisation; then SE layers that a ``Pretrained`` checkpoint
-        lacked (a plain ResNet's, e.g. ``torchvision://resnet50``) start neutral, so that
-        the network computes what the pretrained plain network computed. See
-        :meth:`SEBlockMixin.start_se_neutral`."""
-        for _, se in self.se_layers():
-            se.loaded_from_checkpoint = False
-        super().init_weights()
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-        checkpoints = [c['checkpoint'] for c in cfgs if c and c.get('type') == 'Pretrained']
-        if not checkpoints:
-            return
-        fresh = {name: block.start_se_neutral() for name, block in self.named_blocks()
-                 if block.se_position is not None and not block.se_layer.loaded_from_checkpoint}
-        if fresh:
-            lines = '\n'.join(f'  {name}.se_layer.conv{{1,2}}.conv.{{weight,bias}}: {how}'
-                              for name, how in fresh.items())
-            print_log(f'{type(self).__name__}: {len(fresh)} SE layers are not in '
-                      f'{checkpoints[-1]} and start neutral (the blocks compute what the '
-                      f'plain blocks computed):\n{lines}', logger='current')
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Runs before the children load: note the blocks whose trunk is in this state dict
+        # but whose SE layer is not (a plain ResNet's weights, at any nesting level and
+        # through any loader), for _start_missing_se_neutral after they have loaded.
+        self._se_layers_to_start = [
+            name for name, block in self.named_blocks()
+            if block.se_position is not None and _has_trunk_not_se(block, state_dict,
+                                                                    f'{prefix}{name}.')]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def named_blocks(self) -> Iterator[tuple[str, SEBlockMixin]]:
         """('layerX.Y', block) of all residual blocks, stage by stage."""
@@ -162,3 +157,29 @@ class SEResNet(ResNet):
         for name, block in self.named_blocks():
             if block.se_position is not None:
                 yield f'{name}.se_layer', block.se_layer
+
+
+def _has_trunk_not_se(block: SEBlockMixin, state_dict: Mapping, prefix: str) -> bool:
+    """Whether ``state_dict`` holds every trunk parameter of ``block`` and none of its SE
+    layer's (keys under ``prefix``). mmdet plugins other than SE do not count as trunk."""
+    other = {'se_layer', *getattr(block, 'after_conv1_plugin_names', ()),
+             *getattr(block, 'after_conv2_plugin_names', ()),
+             *getattr(block, 'after_conv3_plugin_names', ())}
+    trunk = [name for name, _ in block.named_parameters()
+             if name.split('.', 1)[0] not in other]
+    se_prefix = f'{prefix}se_layer.'
+    return (all(f'{prefix}{name}' in state_dict for name in trunk)
+            and not any(key.startswith(se_prefix) for key in state_dict))
+
+
+def _start_missing_se_neutral(backbone: SEResNet, incompatible_keys) -> None:
+    """Load post-hook: start neutral the SE layers that the state dict just loaded lacked
+    while it held their blocks' trunk, and log them. Loading SE weights never gets here."""
+    names = backbone.__dict__.pop('_se_layers_to_start', None)
+    if not names:
+        return
+    blocks = dict(backbone.named_blocks())
+    lines = '\n'.join(f'  {name}.se_layer: {blocks[name].start_se_neutral()}' for name in names)
+    print_log(f'{type(backbone).__name__}: {len(names)} SE layers are not in the loaded '
+              'state dict, whose blocks are; they start neutral (each block computes what '
+              f'the plain block computed):\n{lines}', logger='current')

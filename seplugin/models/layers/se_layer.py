@@ -160,11 +160,6 @@ class SELayer(BaseModule):
         self.conv2.conv.bias.fill_(bias)
         return self.conv2.activate(torch.tensor(bias)).item()
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # remembered so that a backbone can tell SE layers a checkpoint lacked
-        self.loaded_from_checkpoint = any(key.startswith(prefix) for key in state_dict)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def extra_repr(self) -> str:
         return f'squeeze={self.squeeze!r}, gate={self.gate_type!r}'
 

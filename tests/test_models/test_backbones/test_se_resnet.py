@@ -9,6 +9,7 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from seplugin.models import SE_POSITIONS, SEResNet
+from seplugin.models.backbones import mmpretrain_se_resnet
 
 TINY = dict(base_channels=8, se_ratio=4)  # 32..256 channels: every SE keeps >= 2 channels
 
@@ -57,8 +58,11 @@ def test_loads_mmpretrain_checkpoint_strictly_with_equal_outputs():
 def test_every_depth_builds_in_both_scopes(depth, scope):
     from mmengine.registry import MODELS, DefaultScope
     with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(dict(type='SEResNet', depth=depth, **TINY))
-    assert type(model) is SEResNet
+        model = MODELS.build(dict(type='SEResNet', depth=depth, out_indices=(0, 1, 2, 3),
+                                  stem_channels=8, **TINY))
+    # the mmpretrain scope's flavour: MMPretrain's defaults (test_mmpretrain_se_resnet.py)
+    assert type(model) is (SEResNet if scope == 'mmdet'
+                           else mmpretrain_se_resnet.MMPretrainSEResNet)
     outs = model(image(1))
     expansion = 1 if depth < 50 else 4
     assert [o.shape[1] for o in outs] == [8 * expansion * 2 ** i for i in range(4)]
@@ -68,7 +72,7 @@ def test_scoped_name_resolves_everywhere():
     from mmdet.registry import MODELS as MMDET_MODELS
     for registry in (MMDET_MODELS, MMPRETRAIN_MODELS):
         assert registry.get('seplugin.SEResNet') is SEResNet
-    assert MMPRETRAIN_MODELS.get('SEResNet') is SEResNet
+    assert MMPRETRAIN_MODELS.get('SEResNet') is mmpretrain_se_resnet.MMPretrainSEResNet
     assert MMPRETRAIN_MODELS.get('ResNet') is MMPretrainResNet  # only the SE names change
 
 
