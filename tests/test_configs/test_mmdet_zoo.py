@@ -11,6 +11,7 @@ the reason. Any other failure is seplugin's.
 """
 import copy
 import json
+from collections import Counter
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,6 @@ from mmengine.config import Config, ConfigDict
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData
 
 from seplugin.models.backbones.se_resnet import SEResNet
 
@@ -37,6 +37,8 @@ SE_TYPES = {
 }
 # Two small images keep a CPU step short; 128 is a multiple of every stride in the zoo.
 IMAGE_SHAPE = (3, 128, 128)
+# DINO picks its 900 queries among the encoder's tokens: 340 at 128 px, 1360 at 256 px.
+DINO_IMAGE_SHAPE = (3, 256, 256)
 BATCH = 2
 # The default run: distinct architectures (one- and two-stage, cascade, masks, caffe style,
 # DCN, ResNeXt, a transformer head), a few seconds each.
@@ -128,8 +130,14 @@ def zoo() -> dict:
         model = cfg.get('model')
         if isinstance(model, dict) and next(resnet_dicts(model.to_dict()), None):
             key = json.dumps(without_downloads(model.to_dict()), sort_keys=True, default=str)
-            models.setdefault(key, []).append(name)
-    return dict(total=len(paths), broken=broken, models=sorted(models.values()))
+            models.setdefault((model['type'], key), []).append(name)
+    # Every detector type once first, then the variants: a walk cut short has seen the most.
+    rank, count = {}, Counter()
+    for key in sorted(models, key=lambda key: models[key][0]):
+        rank[key] = count[key[0]]
+        count[key[0]] += 1
+    order = sorted(models, key=lambda key: (rank[key], models[key][0]))
+    return dict(total=len(paths), broken=broken, models=[models[key] for key in order])
 
 
 def demo_inputs(model_cfg: dict, track: bool) -> tuple[dict, dict]:
@@ -147,17 +155,17 @@ def demo_inputs(model_cfg: dict, track: bool) -> tuple[dict, dict]:
               if k in ('num_classes', 'num_things_classes') and isinstance(v, int) and v > 0]
     # at least 2 (labels are drawn from 1..n-1); at most 255 (the semantic maps are uint8)
     num_classes = min(max(2, min(counts, default=2)), 255)
+    shape = DINO_IMAGE_SHAPE if model_cfg['type'] == 'DINO' else IMAGE_SHAPE
     np.random.seed(0)  # demo_mm_inputs draws the semantic maps from numpy's global state
     if track:
         data = demo_track_inputs(batch_size=1, num_frames=2, key_frames_inds=[0],
-                                 image_shapes=IMAGE_SHAPE, num_classes=num_classes,
-                                 with_mask=True)
+                                 image_shapes=shape, num_classes=num_classes, with_mask=True)
         return data, data
-    data = demo_mm_inputs(batch_size=BATCH, image_shapes=IMAGE_SHAPE, num_classes=num_classes,
+    data = demo_mm_inputs(batch_size=BATCH, image_shapes=shape, num_classes=num_classes,
                           with_mask=True, with_semantic=True)
     if model_cfg['type'] == 'FastRCNN':  # takes precomputed proposals
         for sample, proposals in zip(data['data_samples'],
-                                     demo_mm_proposals([IMAGE_SHAPE] * BATCH, 100)):
+                                     demo_mm_proposals([shape] * BATCH, 100)):
             sample.proposals = proposals
     if 'semi_train_cfg' in model_cfg:  # the same images in every branch, not augmented
         for sample in data['data_samples']:
@@ -193,7 +201,8 @@ def train_and_predict(model_cfg: dict, optim_cfg: dict) -> tuple[torch.nn.Module
     from mmdet.models.mot import BaseMOTModel
     from mmdet.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmdet'):
-        model = revert_sync_batchnorm(MODELS.build(ConfigDict(model_cfg)))  # as the Runner on one process
+        # as mmengine's Runner builds it in a single process
+        model = revert_sync_batchnorm(MODELS.build(ConfigDict(model_cfg)))
         model.init_weights()
         optim_cfg = dict(copy.deepcopy(optim_cfg), type='OptimWrapper')
         for key in ('loss_scale', 'dtype'):  # AMP needs a GPU
@@ -277,6 +286,14 @@ def check_se_backbones(model: torch.nn.Module, model_cfg: dict) -> None:
     for backbone in se_backbones:
         blocks = list(backbone.blocks())
         assert blocks and all(block.se_position == 'standard' for block in blocks)
+        if not any(backbone is student for student in student_backbones(model)):
+            continue  # teachers are frozen whole
+        # frozen stages freeze their SE layers too; the others train them
+        for stage, name in enumerate(backbone.res_layers, 1):
+            se_params = [p for block in getattr(backbone, name) for p in
+                         block.se_layer.parameters()]
+            frozen = stage <= backbone.frozen_stages
+            assert all(p.requires_grad != frozen for p in se_params), (name, frozen)
 
 
 def run_config(name: str, model: dict, optim: dict) -> None:
