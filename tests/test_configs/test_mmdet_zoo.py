@@ -296,6 +296,30 @@ def check_se_backbones(model: torch.nn.Module, model_cfg: dict) -> None:
             assert all(p.requires_grad != frozen for p in se_params), (name, frozen)
 
 
+# What a backbone config sets or leaves to the class's defaults, and changes the computation
+DROP_IN_ATTRIBUTES = ('depth', 'num_stages', 'out_indices', 'frozen_stages', 'norm_eval',
+                      'strides', 'dilations', 'style', 'deep_stem', 'avg_down', 'with_cp',
+                      'zero_init_residual', 'stage_with_dcn', 'groups', 'base_width')
+
+
+def check_drop_in(backbone: dict) -> None:
+    """The SE class built from a config's backbone dict has the settings of the plain class
+    built from the same dict (defaults included) and its trunk's checkpoint layout, plus the
+    ``se_layer`` keys."""
+    from mmdet.registry import MODELS
+    backbone = without_downloads(backbone)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        plain = MODELS.build(backbone)
+        se = MODELS.build(dict(backbone, type=SE_TYPES[backbone['type']]))
+    differ = {key: (getattr(plain, key, None), getattr(se, key, None))
+              for key in DROP_IN_ATTRIBUTES
+              if hasattr(plain, key) and getattr(plain, key) != getattr(se, key, None)}
+    assert not differ, (f'{type(se).__name__} differs from {type(plain).__name__} built from '
+                        f'{backbone}: {{attribute: (plain, SE)}} = {differ}')
+    trunk = {k: v.shape for k, v in se.state_dict().items() if '.se_layer.' not in k}
+    assert trunk == {k: v.shape for k, v in plain.state_dict().items()}
+
+
 def run_config(name: str, model: dict, optim: dict) -> None:
     """Train and predict with SE; on an error, xfail only if mmdet's ResNet fails alike."""
     from mmdet.models.mot import BaseMOTModel
@@ -311,8 +335,12 @@ def run_config(name: str, model: dict, optim: dict) -> None:
                              f'{se_error}'[:300])
             raise AssertionError(f'{name} fails with SE ({se_error!r}) and with mmdet ResNet '
                                  f'differently ({plain_error!r})') from se_error
+        for backbone in resnet_dicts(model):  # name a difference of the backbones, if any
+            check_drop_in(backbone)
         raise AssertionError(f'{name} works with mmdet ResNet but not with SE') from se_error
     check_se_backbones(se_model, se_cfg)
+    for backbone in resnet_dicts(model):
+        check_drop_in(backbone)
     check_predictions(predictions, isinstance(se_model, BaseMOTModel))
 
 
