@@ -40,13 +40,12 @@ IMAGE_SHAPE = (3, 128, 128)
 # DINO picks its 900 queries among the encoder's tokens: 340 at 128 px, 1360 at 256 px.
 DINO_IMAGE_SHAPE = (3, 256, 256)
 BATCH = 2
-# The default run: distinct architectures (one- and two-stage, cascade, masks, caffe style,
-# DCN, ResNeXt, a transformer head), a few seconds each.
+# The default run: distinct backbone settings (caffe and pytorch style, ResNeXt, DCN, only
+# the last stage out) under distinct detectors (two-stage with masks, one-stage, DETR).
 REPRESENTATIVES = [
     'faster_rcnn/faster-rcnn_r50-caffe_fpn_1x_coco.py',
     'retinanet/retinanet_r50_fpn_1x_coco.py',
     'mask_rcnn/mask-rcnn_x101-32x4d_fpn_1x_coco.py',
-    'cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py',
     'fcos/fcos_r50-dcn-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py',
     'detr/detr_r50_8xb2-150e_coco.py',
 ]
