@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import MessageHub
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
@@ -217,6 +218,10 @@ def train_and_predict(model_cfg: dict, optim_cfg: dict) -> tuple[torch.nn.Module
             if id(p) in backbone_params:
                 p.register_post_accumulate_grad_hook(
                     lambda p: grads.__setitem__(id(p), p.grad.detach().clone()))
+        # what the Runner publishes before the first step (TOOD's head reads the epoch)
+        message_hub = MessageHub.get_current_instance()
+        message_hub.update_info('epoch', 0)
+        message_hub.update_info('iter', 0)
         model.train()
         losses = model.train_step(train_data, optim_wrapper)
         for name, value in losses.items():
