@@ -38,8 +38,10 @@ SE_TYPES = {
 }
 # Two small images keep a CPU step short; 128 is a multiple of every stride in the zoo.
 IMAGE_SHAPE = (3, 128, 128)
-# DINO picks its 900 queries among the encoder's tokens: 340 at 128 px, 1360 at 256 px.
-DINO_IMAGE_SHAPE = (3, 256, 256)
+# Larger where a detector needs it: DINO picks its 900 queries among the encoder's tokens
+# (340 at 128 px, 1360 at 256 px); DDOD's head runs mmcv's DCN, which refuses maps smaller
+# than its 3x3 kernel, on P7 (stride 128).
+IMAGE_SHAPES = {'DINO': (3, 256, 256), 'DDOD': (3, 384, 384)}
 BATCH = 2
 # The default run: distinct backbone settings (caffe and pytorch style, ResNeXt, DCN, only
 # the last stage out) under distinct detectors (two-stage with masks, one-stage, DETR).
@@ -155,7 +157,7 @@ def demo_inputs(model_cfg: dict, track: bool) -> tuple[dict, dict]:
               if k in ('num_classes', 'num_things_classes') and isinstance(v, int) and v > 0]
     # at least 2 (labels are drawn from 1..n-1); at most 255 (the semantic maps are uint8)
     num_classes = min(max(2, min(counts, default=2)), 255)
-    shape = DINO_IMAGE_SHAPE if model_cfg['type'] == 'DINO' else IMAGE_SHAPE
+    shape = IMAGE_SHAPES.get(model_cfg['type'], IMAGE_SHAPE)
     np.random.seed(0)  # demo_mm_inputs draws the semantic maps from numpy's global state
     if track:
         data = demo_track_inputs(batch_size=1, num_frames=2, key_frames_inds=[0],
