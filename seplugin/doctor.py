@@ -26,14 +26,15 @@ def installed(name: str) -> str | None:
 
 
 def check_setuptools() -> str | None:
+    # torch >= 2.14 also asks for setuptools >= 77.0.3 itself; older torch does not.
     version = installed('setuptools')
-    if version is None or not Version('77.0.3') <= Version(version) < Version('81'):
-        return (f'setuptools {version} is outside >=77.0.3,<81 (torch needs >=77.0.3; '
-                f"81 removed pkg_resources): pip install 'setuptools>=77.0.3,<81'")
+    if version is None or Version(version) >= Version('81'):
+        return (f'setuptools {version} is not < 81 (81 removed pkg_resources, which mmcv '
+                "and mmengine import): pip install 'setuptools<81'")
     try:
         importlib.import_module('pkg_resources')
     except ImportError as e:
-        return f"pkg_resources does not import ({e}): pip install 'setuptools>=77.0.3,<81'"
+        return f"pkg_resources does not import ({e}): pip install 'setuptools<81'"
     return None
 
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from packaging.version import Version
 
 from seplugin import doctor
 from seplugin.checkpoint import runner_checkpoint_globals
@@ -20,8 +21,8 @@ def test_setuptools_84_fails_with_the_fix(monkeypatch, capsys):
     assert doctor.main() == 1
     out = capsys.readouterr().out
     assert '[FAIL] setuptools provides pkg_resources' in out
-    assert "setuptools 84.0.0 is outside >=77.0.3,<81" in out
-    assert "fix: " in out and "pip install 'setuptools>=77.0.3,<81'" in out
+    assert 'setuptools 84.0.0 is not < 81' in out
+    assert "fix: " in out and "pip install 'setuptools<81'" in out
 
 
 def test_missing_pkg_resources_fails(monkeypatch):
@@ -68,6 +69,8 @@ def no_allow_list():
     torch.serialization.add_safe_globals(runner_checkpoint_globals())
 
 
+@pytest.mark.skipif(Version(torch.__version__.split('+')[0]) < Version('2.6'),
+                    reason='torch < 2.6 loads without weights_only by default: no such break')
 def test_weights_only_break_is_detected(no_allow_list):
     problem = doctor.check_weights_only_resume()
     assert 'does not load with weights_only=True' in problem
