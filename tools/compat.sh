@@ -13,9 +13,10 @@
 # docs/compat.md, which the README quotes.
 #
 # Environment:
-#   SEPLUGIN_COMPAT_DIR    venvs and logs             (default: ~/.cache/seplugin/compat)
-#   SEPLUGIN_COMPAT_REUSE  1: keep a row's venv when it already has the row's packages,
-#                          reinstalling only seplugin (quick reruns; default 0: fresh)
+#   SEPLUGIN_COMPAT_DIR    venvs, logs and downloaded torch wheels
+#                                                     (default: ~/.cache/seplugin/compat)
+#   SEPLUGIN_COMPAT_REUSE  1: keep a row's venv if there is one and only bring it to the
+#                          row's versions (quick reruns); default 0: a fresh venv
 #   SEPLUGIN_COMPAT_LOCK   a lock file: the mmcv build and the tests run under
 #                          `flock` on it, one heavy job at a time on a shared machine
 #   SEPLUGIN_COMPAT_TESTS  pytest arguments instead of the fast subset below, e.g. "tests"
@@ -25,6 +26,7 @@
 #                          each with a SHA256SUMS          (default: ../shared/wheels)
 #   SEPLUGIN_WHEEL_CACHE   the wheel cache tools/setup_env.sh uses
 set -uo pipefail
+export LC_ALL=C  # one sort order for sort and comm
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=${SEPLUGIN_COMPAT_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/seplugin/compat}
@@ -73,21 +75,44 @@ seed_wheel() {
 # pip freeze of the row's environment, lower-case names, one name==version a line.
 freeze() { "$1" -m pip list --format=freeze 2>/dev/null | tr 'A-Z_' 'a-z-' | sort; }
 
+# Whether the python $1 has each of the name==version pins $2... installed.
+has() {
+    local py=$1 pin
+    shift
+    for pin in "$@"; do freeze "$py" | grep -q -x -F "$pin" || return 1; done
+}
+
 # Installs row $1 into the venv $2; packages fixed by the constraints file $3. The
-# downloads run outside the lock; only setup_env.sh's mmcv step (a build without a cached
-# wheel) runs under it.
+# downloads run outside the lock; only a build of mmcv (no cached wheel) runs under it.
 install_row() {
     local name=$1 venv=$2 constraints=$3 py torch tv np mme mmc mmd mmp
     read -r py torch tv np mme mmc mmd mmp <<<"$4"
-    rm -rf "$venv"
-    "python$py" -m venv "$venv" || return 1
+    if [ "$REUSE" = 1 ] && [ -x "$venv/bin/python" ]; then
+        say "$name: reusing $venv, bringing it to the row's versions"
+        "$venv/bin/python" -m pip uninstall -q -y seplugin >/dev/null 2>&1
+    else
+        rm -rf "$venv"
+        "python$py" -m venv "$venv" || return 1
+    fi
     export PIP_CONSTRAINT=$constraints
-    "$venv/bin/python" -m pip install -q "setuptools<81" wheel packaging "numpy==$np" \
-        "torch==$torch" "torchvision==$tv" || return 1
+    if ! has "$venv/bin/python" "torch==$torch" "torchvision==$tv" "numpy==$np"; then
+        # torch with its CUDA libraries is several GB: downloaded once into $DIR/downloads,
+        # so that a fresh venv of the same row installs from disk.
+        "$venv/bin/python" -m pip download -q -d "$DIR/downloads" "setuptools<81" wheel \
+            packaging "numpy==$np" "torch==$torch" "torchvision==$tv" || return 1
+        "$venv/bin/python" -m pip install -q --no-index --find-links "$DIR/downloads" \
+            "setuptools<81" wheel packaging "numpy==$np" "torch==$torch" "torchvision==$tv" \
+            || return 1
+    fi
     seed_wheel "$torch"
-    SEPLUGIN_VENV=$venv SEPLUGIN_TORCH_VERSION=$torch SEPLUGIN_TORCHVISION_VERSION=$tv \
-        SEPLUGIN_WHEEL_CACHE=$CACHE SEPLUGIN_SETUP_SELF=0 heavy bash "$ROOT/tools/setup_env.sh" \
-        || return 1
+    local setup=(env SEPLUGIN_VENV="$venv" SEPLUGIN_TORCH_VERSION="$torch"
+                 SEPLUGIN_TORCHVISION_VERSION="$tv" SEPLUGIN_WHEEL_CACHE="$CACHE"
+                 SEPLUGIN_SETUP_SELF=0 bash "$ROOT/tools/setup_env.sh")
+    if compgen -G "$CACHE/torch$torch-*/mmcv-$mmc-*.whl" >/dev/null; then
+        "${setup[@]}" || return 1
+    else
+        heavy "${setup[@]}" || return 1  # builds mmcv
+    fi
     "$venv/bin/python" -m pip install -q "mmengine==$mme" "mmdet==$mmd" "mmpretrain==$mmp" \
         || return 1
     unset PIP_CONSTRAINT
@@ -101,34 +126,29 @@ run_row() {
     mkdir -p "$DIR/venvs"
     printf '%s\n' "torch==$torch" "torchvision==$tv" "numpy==$np" "mmengine==$mme" \
         "mmcv==$mmc" "mmdet==$mmd" "mmpretrain==$mmp" >"$constraints"
-    if [ "$REUSE" = 1 ] && [ -x "$venv/bin/python" ] \
-            && "$venv/bin/python" -m pip check >/dev/null 2>&1 \
-            && [ "$(freeze "$venv/bin/python" | grep -c -x -F -f <(tr 'A-Z_' 'a-z-' <"$constraints"))" = 7 ]; then
-        say "$name: reusing $venv"
-        "$venv/bin/python" -m pip uninstall -q -y seplugin >/dev/null 2>&1
-    else
-        say "$name: installing python $py, torch $torch, torchvision $tv, numpy $np, mmcv $mmc," \
-            "mmengine $mme, mmdet $mmd, mmpretrain $mmp into $venv"
-        install_row "$name" "$venv" "$constraints" "$spec" \
-            || { printf 'FAIL\tinstalling the row packages\n'; return; }
-    fi
+    say "$name: python $py, torch $torch, torchvision $tv, numpy $np, mmcv $mmc," \
+        "mmengine $mme, mmdet $mmd, mmpretrain $mmp in $venv"
+    install_row "$name" "$venv" "$constraints" "$spec" \
+        || { printf 'FAIL\tinstalling the row packages\n'; return; }
     "$venv/bin/python" -m pip check || { printf 'FAIL\tpip check before seplugin\n'; return; }
 
     # seplugin as its README says, without constraints: it must keep the row's versions.
-    freeze "$venv/bin/python" >"$DIR/venvs/$name.before.txt"
+    local before=$DIR/venvs/$name.before.txt after=$DIR/venvs/$name.after.txt
+    freeze "$venv/bin/python" >"$before"
     say "$name: pip install -e \".[tests]\""
     (cd "$ROOT" && "$venv/bin/python" -m pip install -q -e ".[tests]") \
         || { printf 'FAIL\tpip install -e .[tests]\n'; return; }
-    freeze "$venv/bin/python" >"$DIR/venvs/$name.after.txt"
+    freeze "$venv/bin/python" >"$after"
     local changed='' pkg
     for pkg in $WATCHED; do
-        if ! grep -q -x -F "$(grep "^$pkg==" "$DIR/venvs/$name.before.txt")" \
-                "$DIR/venvs/$name.after.txt"; then
+        if ! grep -q -x -F "$(grep "^$pkg==" "$before")" "$after"; then
             changed="$changed $pkg"
         fi
     done
-    say "$name: what installing seplugin changed (besides adding packages):"
-    comm -23 "$DIR/venvs/$name.before.txt" "$DIR/venvs/$name.after.txt" | sed 's/^/  was /'
+    say "$name: installing seplugin changed: $(comm -23 "$before" "$after" | tr '\n' ' ' \
+        | sed 's/ $//; s/^$/nothing/')"
+    say "$name: and added: $(comm -13 <(sed 's/==.*//' "$before" | sort) <(sed 's/==.*//' "$after" | sort) \
+        | tr '\n' ' ')"
     if [ -n "$changed" ]; then
         printf 'FAIL\tpip install -e . changed%s\n' "$changed"
         return
@@ -158,6 +178,7 @@ record() {
     local name=$1 spec=$2 status=$3 detail=$4 machine=$5 py torch tv np mme mmc mmd mmp
     read -r py torch tv np mme mmc mmd mmp <<<"$spec"
     local line="| \`$name\` | $py | $torch | $tv | $np | $mmc | $mme | $mmd | $mmp | $status: $detail | $(date -u +%Y-%m-%d) | $machine |"
+    exec 8<"${BASH_SOURCE[0]}" && flock 8  # two matrix runs at once each keep their rows
     [ -f "$RESULTS" ] || cat >"$RESULTS" <<'EOF'
 # Compatibility matrix: last results
 
@@ -178,43 +199,50 @@ EOF
         printf '%s\n' "$line" >>"$tmp"
     fi
     mv "$tmp" "$RESULTS"
+    flock -u 8
 }
 
-wanted=("$@")
-declare -a names=() specs=() statuses=() details=()
-while read -r name spec; do
-    [ -n "$name" ] || continue
-    if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
-    names+=("$name"); specs+=("$spec")
-done <<<"$ROWS"
-if [ ${#names[@]} -eq 0 ]; then
-    say "no such row: ${wanted[*]} (rows: $(awk 'NF {printf "%s ", $1}' <<<"$ROWS"))"
-    exit 2
-fi
+# Everything below is one function, read whole before it runs: editing this file while a
+# matrix runs does not change the running one.
+main() {
+    wanted=("$@")
+    declare -a names=() specs=() statuses=() details=()
+    while read -r name spec; do
+        [ -n "$name" ] || continue
+        if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
+        names+=("$name"); specs+=("$spec")
+    done <<<"$ROWS"
+    if [ ${#names[@]} -eq 0 ]; then
+        say "no such row: ${wanted[*]} (rows: $(awk 'NF {printf "%s ", $1}' <<<"$ROWS"))"
+        exit 2
+    fi
 
-mkdir -p "$DIR"
-for i in "${!names[@]}"; do
-    name=${names[$i]}
-    log=$DIR/$name.log
-    say "row $name (log: $log)"
-    run_row "$name" "${specs[$i]}" 2>&1 | tee "$log"
-    result=$(tail -1 "$log")
-    statuses[$i]=${result%%$'\t'*}
-    details[$i]=${result#*$'\t'}
-    gpu=$("$DIR/venvs/$name/bin/python" -c "import torch; print(torch.cuda.get_device_name() \
-if torch.cuda.is_available() else 'no GPU')" 2>/dev/null || echo 'GPU unknown')
-    record "$name" "${specs[$i]}" "${statuses[$i]}" "${details[$i]}" \
-        "$(nproc)-core $(uname -m) CPU, $gpu"
-done
+    mkdir -p "$DIR"
+    for i in "${!names[@]}"; do
+        name=${names[$i]}
+        log=$DIR/$name.log
+        say "row $name (log: $log)"
+        run_row "$name" "${specs[$i]}" 2>&1 | tee "$log"
+        result=$(tail -1 "$log")
+        statuses[$i]=${result%%$'\t'*}
+        details[$i]=${result#*$'\t'}
+        gpu=$("$DIR/venvs/$name/bin/python" -c "import torch; print(torch.cuda.get_device_name() \
+    if torch.cuda.is_available() else 'no GPU')" 2>/dev/null || echo 'GPU unknown')
+        record "$name" "${specs[$i]}" "${statuses[$i]}" "${details[$i]}" \
+            "$(nproc)-core $(uname -m) CPU, $gpu"
+    done
 
-printf '\n%-9s %-6s %-7s %-8s %-7s %-6s %-8s %-6s %-10s %s\n' row python torch vision numpy \
-    mmcv mmengine mmdet mmpretrain result
-failed=0
-for i in "${!names[@]}"; do
-    read -r py torch tv np mme mmc mmd mmp <<<"${specs[$i]}"
-    printf '%-9s %-6s %-7s %-8s %-7s %-6s %-8s %-6s %-10s %s: %s\n' "${names[$i]}" "$py" \
-        "$torch" "$tv" "$np" "$mmc" "$mme" "$mmd" "$mmp" "${statuses[$i]}" "${details[$i]}"
-    [ "${statuses[$i]}" = PASS ] || failed=1
-done
-say "results written to docs/compat.md"
-exit $failed
+    printf '\n%-9s %-6s %-7s %-8s %-7s %-6s %-8s %-6s %-10s %s\n' row python torch vision numpy \
+        mmcv mmengine mmdet mmpretrain result
+    failed=0
+    for i in "${!names[@]}"; do
+        read -r py torch tv np mme mmc mmd mmp <<<"${specs[$i]}"
+        printf '%-9s %-6s %-7s %-8s %-7s %-6s %-8s %-6s %-10s %s: %s\n' "${names[$i]}" "$py" \
+            "$torch" "$tv" "$np" "$mmc" "$mme" "$mmd" "$mmp" "${statuses[$i]}" "${details[$i]}"
+        [ "${statuses[$i]}" = PASS ] || failed=1
+    done
+    say "results written to docs/compat.md"
+    return $failed
+}
+
+main "$@"; exit $?
