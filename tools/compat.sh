@@ -86,12 +86,14 @@ has() {
 # downloads run outside the lock; only a build of mmcv (no cached wheel) runs under it.
 install_row() {
     local name=$1 venv=$2 constraints=$3 py torch tv np mme mmc mmd mmp
+    : "${venv:?}"
     read -r py torch tv np mme mmc mmd mmp <<<"$4"
     if [ "$REUSE" = 1 ] && [ -x "$venv/bin/python" ]; then
         say "$name: reusing $venv, bringing it to the row's versions"
+        touch "$venv.reused"
         "$venv/bin/python" -m pip uninstall -q -y seplugin >/dev/null 2>&1
     else
-        rm -rf "$venv"
+        rm -rf "$venv" "$venv.reused"
         "python$py" -m venv "$venv" || return 1
     fi
     export PIP_CONSTRAINT=$constraints
@@ -145,10 +147,11 @@ run_row() {
             changed="$changed $pkg"
         fi
     done
-    say "$name: installing seplugin changed: $(comm -23 "$before" "$after" | tr '\n' ' ' \
-        | sed 's/ $//; s/^$/nothing/')"
-    say "$name: and added: $(comm -13 <(sed 's/==.*//' "$before" | sort) <(sed 's/==.*//' "$after" | sort) \
-        | tr '\n' ' ')"
+    local was added
+    was=$(comm -23 "$before" "$after" | tr '\n' ' ')
+    added=$(comm -13 <(sed 's/==.*//' "$before" | sort) <(sed 's/==.*//' "$after" | sort) \
+        | tr '\n' ' ')
+    say "$name: installing seplugin changed: ${was:-nothing}; added: ${added:-nothing}"
     if [ -n "$changed" ]; then
         printf 'FAIL\tpip install -e . changed%s\n' "$changed"
         return
@@ -166,6 +169,8 @@ run_row() {
         2>&1 | tee "$log"
     local status=${PIPESTATUS[0]} summary
     summary=$(grep -E '[0-9]+ (passed|failed|errors?)\b' "$log" | tail -1 | sed -E 's/^=+ | =+$//g')
+    # no summary line: pytest stopped before the tests, e.g. on an import error
+    [ -n "$summary" ] || summary=$(grep -E '^E +' "$log" | tail -1 | sed -E 's/^E +//')
     if [ "$status" = 0 ] && [ -z "$doctor" ]; then
         printf 'PASS\t%s\n' "$summary"
     else
@@ -182,22 +187,27 @@ record() {
     [ -f "$RESULTS" ] || cat >"$RESULTS" <<'EOF'
 # Compatibility matrix: last results
 
-Written by `bash tools/compat.sh`: each row is a fresh virtual environment with these
-versions, into which `pip install -e ".[tests]"` installed seplugin without changing any of
-them, followed by `python -m seplugin.doctor` and the fast test subset named in the script.
+Written by `bash tools/compat.sh`. Each row is a virtual environment with these versions
+(made fresh unless the result says "reused venv"); a row fails if `pip install -e ".[tests]"`
+of seplugin changed any of them, if `python -m seplugin.doctor` fails or if the fast test
+subset named in the script fails.
 
 | row | python | torch | torchvision | numpy | mmcv | mmengine | mmdet | mmpretrain | result | date | machine |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 EOF
-    local tmp
+    local tmp n rest
     tmp=$(mktemp)
-    if grep -q -F "| \`$name\` |" "$RESULTS"; then
-        awk -v key="| \`$name\` |" -v line="$line" \
-            'index($0, key) == 1 { print line; next } { print }' "$RESULTS" >"$tmp"
-    else
-        cat "$RESULTS" >"$tmp"
-        printf '%s\n' "$line" >>"$tmp"
-    fi
+    {   # the header, then one line per row in the order of $ROWS
+        sed -n '1,/^|---/p' "$RESULTS"
+        while read -r n rest; do
+            [ -n "$n" ] || continue
+            if [ "$n" = "$name" ]; then
+                printf '%s\n' "$line"
+            else
+                grep -F "| \`$n\` |" "$RESULTS"
+            fi
+        done <<<"$ROWS"
+    } >"$tmp"
     mv "$tmp" "$RESULTS"
     flock -u 8
 }
@@ -226,6 +236,7 @@ main() {
         result=$(tail -1 "$log")
         statuses[$i]=${result%%$'\t'*}
         details[$i]=${result#*$'\t'}
+        [ -f "$DIR/venvs/$name.reused" ] && details[$i]="${details[$i]} (reused venv)"
         gpu=$("$DIR/venvs/$name/bin/python" -c "import torch; print(torch.cuda.get_device_name() \
     if torch.cuda.is_available() else 'no GPU')" 2>/dev/null || echo 'GPU unknown')
         record "$name" "${specs[$i]}" "${statuses[$i]}" "${details[$i]}" \
