@@ -5,7 +5,6 @@ Exits non-zero, with a one-line fix per failure, when anything is wrong.
 """
 import importlib
 import importlib.metadata as metadata
-import io
 import platform
 import sys
 import warnings
@@ -58,19 +57,24 @@ def check_mmcv_ops() -> str | None:
 
 
 def check_weights_only_resume() -> str | None:
+    """A runner checkpoint (its message hub holds HistoryBuffers and numpy arrays) loads
+    through the loader mmengine uses for local files, which seplugin makes a safe one
+    (``weights_only``) on every torch, not only where torch's default changed (2.6)."""
+    import os
+    import tempfile
+
     import torch
-    if Version(torch.__version__.split('+')[0]) < Version('2.6'):
-        return None
     try:
         from mmengine.logging import MessageHub
+        from mmengine.runner.checkpoint import CheckpointLoader
 
-        import seplugin  # noqa: F401  (installs the allow-list)
+        import seplugin  # noqa: F401  (installs the allow-list and the loader)
         hub = MessageHub('seplugin-doctor')
         hub.update_scalar('train/loss', 1.0)
-        buffer = io.BytesIO()
-        torch.save({'message_hub': hub.state_dict()}, buffer)
-        buffer.seek(0)
-        torch.load(buffer, weights_only=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, 'runner.pth')
+            torch.save({'message_hub': hub.state_dict()}, path)
+            CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
     except Exception as e:
         return (f'a runner checkpoint does not load with weights_only=True '
                 f'({type(e).__name__}: {str(e).splitlines()[0]}): import seplugin '
