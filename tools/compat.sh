@@ -182,7 +182,7 @@ run_row() {
 record() {
     local name=$1 spec=$2 status=$3 detail=$4 machine=$5 py torch tv np mme mmc mmd mmp
     read -r py torch tv np mme mmc mmd mmp <<<"$spec"
-    local line="| \`$name\` | $py | $torch | $tv | $np | $mmc | $mme | $mmd | $mmp | $status: $detail | $(date -u +%Y-%m-%d) | $machine |"
+    local line="| \`$name\` | $py | $torch | $tv | $np | $mmc | $mme | $mmd | $mmp | $status: $detail | $(date -u '+%Y-%m-%d %H:%M UTC') | $machine |"
     exec 8<"${BASH_SOURCE[0]}" && flock 8  # two matrix runs at once each keep their rows
     [ -f "$RESULTS" ] || cat >"$RESULTS" <<'EOF'
 # Compatibility matrix: last results
