@@ -5,7 +5,6 @@ Exits non-zero, with a one-line fix per failure, when anything is wrong.
 """
 import importlib
 import importlib.metadata as metadata
-import io
 import platform
 import sys
 import warnings
@@ -26,14 +25,15 @@ def installed(name: str) -> str | None:
 
 
 def check_setuptools() -> str | None:
+    # torch >= 2.14 also asks for setuptools >= 77.0.3 itself; older torch does not.
     version = installed('setuptools')
-    if version is None or not Version('77.0.3') <= Version(version) < Version('81'):
-        return (f'setuptools {version} is outside >=77.0.3,<81 (torch needs >=77.0.3; '
-                f"81 removed pkg_resources): pip install 'setuptools>=77.0.3,<81'")
+    if version is None or Version(version) >= Version('81'):
+        return (f'setuptools {version} is not < 81 (81 removed pkg_resources, which mmcv '
+                "and mmengine import): pip install 'setuptools<81'")
     try:
         importlib.import_module('pkg_resources')
     except ImportError as e:
-        return f"pkg_resources does not import ({e}): pip install 'setuptools>=77.0.3,<81'"
+        return f"pkg_resources does not import ({e}): pip install 'setuptools<81'"
     return None
 
 
@@ -57,19 +57,24 @@ def check_mmcv_ops() -> str | None:
 
 
 def check_weights_only_resume() -> str | None:
+    """A runner checkpoint (its message hub holds HistoryBuffers and numpy arrays) loads
+    through the loader mmengine uses for local files, which seplugin makes a safe one
+    (``weights_only``) on every torch, not only where torch's default changed (2.6)."""
+    import os
+    import tempfile
+
     import torch
-    if Version(torch.__version__.split('+')[0]) < Version('2.6'):
-        return None
     try:
         from mmengine.logging import MessageHub
+        from mmengine.runner.checkpoint import CheckpointLoader
 
-        import seplugin  # noqa: F401  (installs the allow-list)
+        import seplugin  # noqa: F401  (installs the allow-list and the loader)
         hub = MessageHub('seplugin-doctor')
         hub.update_scalar('train/loss', 1.0)
-        buffer = io.BytesIO()
-        torch.save({'message_hub': hub.state_dict()}, buffer)
-        buffer.seek(0)
-        torch.load(buffer, weights_only=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, 'runner.pth')
+            torch.save({'message_hub': hub.state_dict()}, path)
+            CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
     except Exception as e:
         return (f'a runner checkpoint does not load with weights_only=True '
                 f'({type(e).__name__}: {str(e).splitlines()[0]}): import seplugin '

@@ -20,8 +20,8 @@ def test_setuptools_84_fails_with_the_fix(monkeypatch, capsys):
     assert doctor.main() == 1
     out = capsys.readouterr().out
     assert '[FAIL] setuptools provides pkg_resources' in out
-    assert "setuptools 84.0.0 is outside >=77.0.3,<81" in out
-    assert "fix: " in out and "pip install 'setuptools>=77.0.3,<81'" in out
+    assert 'setuptools 84.0.0 is not < 81' in out
+    assert "fix: " in out and "pip install 'setuptools<81'" in out
 
 
 def test_missing_pkg_resources_fails(monkeypatch):
@@ -68,6 +68,8 @@ def no_allow_list():
     torch.serialization.add_safe_globals(runner_checkpoint_globals())
 
 
+@pytest.mark.skipif(not hasattr(torch.serialization, 'clear_safe_globals'),
+                    reason='torch < 2.4 has no allow-list of its own to take away')
 def test_weights_only_break_is_detected(no_allow_list):
     problem = doctor.check_weights_only_resume()
     assert 'does not load with weights_only=True' in problem

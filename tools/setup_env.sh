@@ -5,8 +5,9 @@
 #
 # mmcv 2.1.0 has no wheel on PyPI. It is taken from a wheel cache when a wheel built for the
 # same torch and device kind is there; otherwise it is built from the PyPI sdist, with the
-# sdist's hard-coded -std=c++14/c++17 raised to c++20 (torch >= 2.10 headers need it), and
-# the wheel it built is put into the cache for next time. The build uses CUDA when torch
+# sdist's hard-coded -std=c++14/c++17 raised to c++20 when torch >= 2.10 (its headers need
+# it; older torch builds with the sdist as published), and the wheel it built is put into
+# the cache for next time. The build uses CUDA when torch
 # sees a GPU (or FORCE_CUDA=1), so GPU users get CUDA ops.
 #
 # Running it again is cheap: every step first checks whether it is already done.
@@ -15,14 +16,17 @@
 #   SEPLUGIN_VENV         where the environment lives           (default: <repo>/.venv)
 #   SEPLUGIN_WHEEL_CACHE  wheel cache, one folder per torch/device (default: ~/.cache/seplugin/wheels)
 #   PYTHON                interpreter that creates the venv      (default: python3)
+#   SEPLUGIN_TORCH_VERSION, SEPLUGIN_TORCHVISION_VERSION
+#                         another tested torch pair (tools/compat.sh sets them per row)
+#   SEPLUGIN_SETUP_SELF   0: stop after mmcv, do not install seplugin (tools/compat.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SEPLUGIN_VENV:-$ROOT/.venv}
 CACHE=${SEPLUGIN_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/seplugin/wheels}
 PYTHON=${PYTHON:-python3}
-TORCH_VERSION=2.14.1
-TORCHVISION_VERSION=0.29.1
+TORCH_VERSION=${SEPLUGIN_TORCH_VERSION:-2.14.1}
+TORCHVISION_VERSION=${SEPLUGIN_TORCHVISION_VERSION:-0.29.1}
 MMCV_VERSION=2.1.0
 SETUPTOOLS_RANGE='setuptools>=77.0.3,<81'
 
@@ -71,14 +75,22 @@ print('torch' + torch.__version__.split('+')[0] + '-' + ('cu' + str(torch.versio
             --no-build-isolation "mmcv==$MMCV_VERSION" -d "$BUILD"
         tar -xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
         SRC="$BUILD/mmcv-$MMCV_VERSION"
-        sed -E -i 's/(std[=:]c\+\+)1[47]/\120/g' "$SRC/setup.py"
-        grep -q 'c++20' "$SRC/setup.py" || { say "could not raise the C++ standard in $SRC/setup.py"; exit 1; }
+        # torch >= 2.10 headers need C++20; older torch builds with the sdist as published.
+        if "$PY" -c "import sys, torch; from packaging.version import Version as V; \
+sys.exit(V(torch.__version__.split('+')[0]) < V('2.10'))"; then
+            sed -E -i 's/(std[=:]c\+\+)1[47]/\120/g' "$SRC/setup.py"
+            grep -q 'c++20' "$SRC/setup.py" || { say "could not raise the C++ standard in $SRC/setup.py"; exit 1; }
+        fi
         MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --disable-pip-version-check \
             --no-build-isolation --no-deps -w "$WHEELS" "$SRC"
     fi
     say "installing mmcv $MMCV_VERSION from $WHEELS"
     pip_install --find-links "$WHEELS" --only-binary mmcv "mmcv==$MMCV_VERSION"
     mmcv_ok || { say "mmcv $MMCV_VERSION is installed but its compiled ops do not load"; exit 1; }
+fi
+
+if [ "${SEPLUGIN_SETUP_SELF:-1}" = 0 ]; then
+    exit 0
 fi
 
 say "installing seplugin (editable) with its test extras"
