@@ -72,18 +72,18 @@ def main(args: argparse.Namespace | None = None) -> None:
     runner = build_runner(cfg)
     if args.show_dir:
         where = show_predictions(runner, args.show_dir, detection)
-        phase(f'drawing every test image with its prediction into {where}')
+        phase(f'drawing every test image with its prediction into {where}', runner.logger)
     if args.out:
         if detection:
             from mmdet.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
         else:
             runner.test_evaluator.metrics.append(DumpCompactResults(out_file_path=args.out))
-    phase(f'testing {args.checkpoint}; full log {runner.logger.log_file}')
+    phase(f'testing {args.checkpoint}; full log {runner.logger.log_file}', runner.logger)
     with explain_module_errors(runner.model):
         metrics = runner.test()
     phase('metrics: ' + ', '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
-                                  for k, v in (metrics or {}).items()))
+                                  for k, v in (metrics or {}).items()), runner.logger)
 
 
 if __name__ == '__main__':

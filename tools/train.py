@@ -87,10 +87,10 @@ def main(args: argparse.Namespace | None = None) -> None:
     runner = build_runner(cfg)
     device = next(runner.model.parameters()).device.type
     phase(f'training on {device}; work dir {runner.work_dir}, full log '
-          f'{runner.logger.log_file}')
+          f'{runner.logger.log_file}', runner.logger)
     with explain_module_errors(runner.model):
         runner.train()
-    phase(f'done; checkpoints in {runner.work_dir}')
+    phase(f'done; checkpoints in {runner.work_dir}', runner.logger)
 
 
 if __name__ == '__main__':

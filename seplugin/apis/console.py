@@ -16,7 +16,8 @@ import traceback
 import warnings
 from collections.abc import Callable
 
-_state = dict(full=False, pending_warnings=[], showwarning=None)
+# full: --verbose; log_files: the files of the run's logger, once the runner has made it
+_state = dict(full=False, pending_warnings=[], showwarning=None, log_files=[])
 
 # INFO lines that reach the console: progress (``Epoch(train) [1][ 8/16] ... eta ...
 # loss ...``, ``Iter(val) ...``, and their results), and the phases of a run.
@@ -45,17 +46,8 @@ def full_console() -> bool:
     return _state['full']
 
 
-def _log_files() -> list[str]:
-    """The files of the current MMLogger, if a runner has made one."""
-    from mmengine.logging import MMLogger
-    if not MMLogger._instance_dict:
-        return []
-    logger = MMLogger.get_current_instance()
-    return [h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)]
-
-
 def _write_to_log(text: str) -> list[str]:
-    files = _log_files() if 'mmengine.logging' in sys.modules else []
+    files = _state['log_files']
     for name in files:
         with open(name, 'a') as f:
             f.write(text if text.endswith('\n') else text + '\n')
@@ -92,9 +84,11 @@ class ShortFormatter(logging.Formatter):
         return f'{self.formatTime(record, self.datefmt)} {level}{record.getMessage()}'
 
 
-def quiet_console(logger: logging.Logger) -> None:
-    """Apply the quiet default to a Runner's logger (nothing with ``--verbose``), and move
-    the Python warnings held back so far into its log file."""
+def attach_console(logger: logging.Logger) -> None:
+    """Make a runner's logger the run's: errors and Python warnings go to its log file
+    (those held back so far too), and its console is quiet unless ``--verbose``."""
+    _state['log_files'] = [h.baseFilename for h in logger.handlers
+                           if isinstance(h, logging.FileHandler)]
     if _state['full']:
         return
     for handler in logger.handlers:
@@ -108,15 +102,12 @@ def quiet_console(logger: logging.Logger) -> None:
         _write_to_log(''.join(pending))
 
 
-def phase(message: str) -> None:
-    """One line of a run's progress: on the console, and in the log file once it exists.
-    Only the first process of a distributed run prints."""
-    if os.environ.get('RANK', '0') != '0':
-        return
-    if 'mmengine.logging' in sys.modules and _log_files():
-        from mmengine.logging import MMLogger
-        MMLogger.get_current_instance().info(f'seplugin: {message}')
-    else:
+def phase(message: str, logger: logging.Logger | None = None) -> None:
+    """One line of a run's progress: through the run's ``logger`` (console and log file)
+    when there is one, else printed by the first process."""
+    if logger is not None:
+        logger.info(f'seplugin: {message}')
+    elif os.environ.get('RANK', '0') == '0':
         print(f'seplugin: {message}', flush=True)
 
 
@@ -125,6 +116,7 @@ def run_tool(main: Callable[[], object], verbose: bool) -> None:
     traceback goes to the run's log file (with ``--verbose``, the traceback is printed as
     Python prints it)."""
     set_full_console(verbose)
+    _state['log_files'] = []
     try:
         main()
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_mod
 
 from seplugin.checkpoint import CheckpointError, check_state_dict_fits
 
-from .console import quiet_console
+from .console import attach_console
 from .dist import check_sync_bn
 
 
@@ -70,7 +70,7 @@ class CheckedRunner(Runner):
         errors unless ``--verbose`` (see :mod:`seplugin.apis.console`); the log file gets
         everything."""
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
-        quiet_console(logger)
+        attach_console(logger)
         return logger
 
     def wrap_model(self, model_wrapper_cfg, model):

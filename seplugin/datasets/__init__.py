@@ -1,6 +1,15 @@
 from .coco import CheckedCocoDataset
-from .mini_coco import make_mini_coco, mini_coco_cfg_options
 from .places365 import PLACES365_CATEGORIES, Places365
 
 __all__ = ['CheckedCocoDataset', 'make_mini_coco', 'mini_coco_cfg_options', 'PLACES365_CATEGORIES',
            'Places365']
+
+
+def __getattr__(name: str):
+    """The mini COCO generator, imported on first use: importing it here would make
+    ``python -m seplugin.datasets.mini_coco`` run a module already imported (runpy warns
+    of "unpredictable behaviour")."""
+    if name in ('make_mini_coco', 'mini_coco_cfg_options'):
+        from . import mini_coco
+        return getattr(mini_coco, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
