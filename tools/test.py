@@ -56,7 +56,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         load_config,
         require_keys,
     )
-    from seplugin.apis.console import phase
+    from seplugin.apis.console import phase, prints_to_log
     from seplugin.apis.outputs import DumpCompactResults, show_predictions
     from seplugin.checkpoint import verify_checkpoint
 
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         else:
             runner.test_evaluator.metrics.append(DumpCompactResults(out_file_path=args.out))
     phase(f'testing {args.checkpoint}; full log {runner.logger.log_file}', runner.logger)
-    with explain_module_errors(runner.model):
+    with explain_module_errors(runner.model), prints_to_log():
         metrics = runner.test()
     phase('metrics: ' + ', '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
                                   for k, v in (metrics or {}).items()), runner.logger)

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         load_config,
         require_keys,
     )
-    from seplugin.apis.console import phase
+    from seplugin.apis.console import phase, prints_to_log
     from seplugin.checkpoint import verify_checkpoint
 
     # Options first: a mistake here costs no config dump and no model build.
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     device = next(runner.model.parameters()).device.type
     phase(f'training on {device}; work dir {runner.work_dir}, full log '
           f'{runner.logger.log_file}', runner.logger)
-    with explain_module_errors(runner.model):
+    with explain_module_errors(runner.model), prints_to_log():
         runner.train()
     phase(f'done; checkpoints in {runner.work_dir}', runner.logger)
 

@@ -9,6 +9,7 @@ log file (``<work_dir>/<timestamp>/<timestamp>.log``). ``--verbose`` restores mm
 full console output. An error ends the output as one line naming it; its traceback goes to
 the log file.
 """
+import contextlib
 import logging
 import os
 import sys
@@ -100,6 +101,18 @@ def attach_console(logger: logging.Logger) -> None:
     pending, _state['pending_warnings'] = _state['pending_warnings'], []
     if pending:
         _write_to_log(''.join(pending))
+
+
+@contextlib.contextmanager
+def prints_to_log():
+    """Within this context, what libraries ``print`` (pycocotools' "loading annotations
+    into memory...", its evaluation tables) goes to the run's log file instead of the
+    console, unless ``--verbose``. The run's logger keeps printing its lines."""
+    if _state['full'] or not _state['log_files']:
+        yield
+        return
+    with open(_state['log_files'][0], 'a', buffering=1) as f, contextlib.redirect_stdout(f):
+        yield
 
 
 def phase(message: str, logger: logging.Logger | None = None) -> None:

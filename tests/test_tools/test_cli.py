@@ -233,25 +233,29 @@ def test_an_error_before_the_run_has_a_log_is_one_line(tmp_path, capsys, quiet):
                    'not exist (--verbose shows the traceback)']
 
 
-def test_python_warnings_go_to_the_log_file(tmp_path, capsys, quiet):
+def test_python_warnings_and_prints_go_to_the_log_file(tmp_path, capsys, quiet):
     import warnings
 
     from mmengine.logging import MMLogger
     log = tmp_path / 'run.log'
     warnings.warn('held back until there is a log', UserWarning, stacklevel=1)
-    logger = MMLogger.get_instance(uuid.uuid4().hex, log_file=str(log))
+    logger = MMLogger.get_instance(uuid.uuid4().hex, log_file=str(log), file_mode='a')
     console.attach_console(logger)
     warnings.warn('straight to the log', UserWarning, stacklevel=1)
     logger.info('seplugin: a phase')
     logger.info('a detail')
+    with console.prints_to_log():
+        print('printed by a library')
+        logger.info('Epoch(train) [1][1/2] printed by the logger')
     for handler in logger.handlers:
         handler.flush()
     out = capsys.readouterr()
     assert 'seplugin: a phase' in out.out and 'a detail' not in out.out
+    assert 'Epoch(train) [1][1/2]' in out.out and 'printed by a library' not in out.out
     assert 'held back' not in out.err + out.out and 'straight' not in out.err + out.out
     text = log.read_text()
     assert 'held back until there is a log' in text and 'straight to the log' in text
-    assert 'a detail' in text
+    assert 'a detail' in text and 'printed by a library' in text
     for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler):
             handler.close()
