@@ -60,6 +60,8 @@ def main(args: argparse.Namespace | None = None) -> None:
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir,
                       args.dist_backend)
     require_keys(cfg, TRAIN_KEYS, 'training', args.config)
+    if not args.amp and cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        check_amp("the config's optim_wrapper.type='AmpOptimWrapper'")
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise KeyError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in '

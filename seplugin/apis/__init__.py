@@ -77,9 +77,10 @@ def require_keys(cfg: Config, keys: tuple[str, ...], purpose: str, path: str) ->
                        f'{", ".join(keys)} (set them in the config or a _base_ config)')
 
 
-def check_amp() -> None:
-    """``--amp`` needs a device that mmengine's ``AmpOptimWrapper`` accepts (CUDA, NPU,
-    MLU, MUSA); say so before anything is built, instead of its bare ``AssertionError``."""
+def check_amp(asked_by: str = '--amp') -> None:
+    """Mixed precision needs a device that mmengine's ``AmpOptimWrapper`` accepts (CUDA,
+    NPU, MLU, MUSA); say so before anything is built, instead of its bare
+    ``AssertionError``. ``asked_by`` names what asked for it."""
     from mmengine.device import (
         is_cuda_available,
         is_mlu_available,
@@ -89,9 +90,9 @@ def check_amp() -> None:
     if not (is_cuda_available() or is_npu_available() or is_mlu_available()
             or is_musa_available()):
         raise RuntimeError(
-            '--amp (mixed precision) needs a GPU, but torch.cuda.is_available() is False '
-            "(and there is no NPU, MLU or MUSA device): mmengine's AmpOptimWrapper does not "
-            'run on the CPU; train without --amp')
+            f'{asked_by} (mixed precision) needs a GPU, but torch.cuda.is_available() is '
+            "False (and there is no NPU, MLU or MUSA device): mmengine's AmpOptimWrapper "
+            f'does not run on the CPU; train without {asked_by}')
 
 
 def check_resume(work_dir: str) -> str:

@@ -41,8 +41,8 @@ def show_predictions(runner: Runner, show_dir: str, detection: bool) -> str:
     classifiers' drawings scaled to a legible size.
 
     mmpretrain's hook draws every 5000th sample (``interval``) into ``out_dir`` relative
-    to the current directory; mmdet's joins ``test_out_dir`` to the log dir again at every
-    test iteration, which an absolute path leaves unchanged.
+    to the current directory; mmdet's draws every image into ``test_out_dir`` under the
+    log dir.
 
     Returns:
         str: The folder the drawings go to.

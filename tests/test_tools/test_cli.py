@@ -126,6 +126,16 @@ def test_amp_without_a_gpu_is_refused_before_the_config_is_read(tmp_path):
     assert not (tmp_path / 'w').exists()
 
 
+def test_amp_asked_for_by_the_config_is_refused_without_a_gpu(imagenet, tmp_path):
+    with mock.patch('torch.cuda.is_available', return_value=False), \
+            pytest.raises(RuntimeError, match=r"the config's optim_wrapper\.type="
+                                              r"'AmpOptimWrapper' \(mixed precision\) needs "
+                                              r'a GPU'):
+        tool('train', CLS, '--work-dir', tmp_path / 'w',
+             *options(imagenet, 'optim_wrapper.type=AmpOptimWrapper'))
+    assert not (tmp_path / 'w').exists()
+
+
 def test_amp_with_a_gpu_passes_the_check():
     from seplugin.apis import check_amp
     with mock.patch('torch.cuda.is_available', return_value=True):
@@ -295,3 +305,24 @@ def test_classifier_out_is_compact_and_show_dir_draws_every_image(imagenet, weig
             assert min(image.size) >= 256
     metrics = json.loads(next(log_dir.glob('*.json')).read_text())
     assert 'accuracy/top1' in metrics
+
+
+def test_detection_show_dir_draws_every_image_under_the_log_dir(tmp_path, monkeypatch, quiet):
+    from mmdet.registry import MODELS
+
+    from seplugin.datasets.mini_coco import make_mini_coco, mini_coco_cfg_options
+    det = REPO / 'configs/mini/faster_rcnn_r18_fpn_minicoco.py'
+    make_mini_coco(str(tmp_path / 'coco'), num_train=1, num_val=3, image_size=64)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(Config.fromfile(str(det)).model)
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'det.pth')
+    monkeypatch.chdir(tmp_path)
+    assert run_tool('test', det, tmp_path / 'det.pth', '--work-dir', 'w', '--show-dir', 'vis',
+                    '--cfg-options', 'test_dataloader.batch_size=1',
+                    f'experiment_name={uuid.uuid4().hex}',
+                    *(f'{k}={v}' for k, v in mini_coco_cfg_options(str(tmp_path / 'coco'))
+                      .items())) == 0
+    # one drawing per image (3 batches), all in <work dir>/<timestamp>/vis
+    drawings = sorted(p.relative_to(tmp_path / 'w') for p in (tmp_path / 'w').rglob('*.jpg'))
+    assert len(drawings) == 3 and len({p.parent for p in drawings}) == 1
+    assert drawings[0].parent.name == 'vis' and len(drawings[0].parts) == 3
