@@ -307,6 +307,7 @@ def test_classifier_out_is_compact_and_show_dir_draws_every_image(imagenet, weig
     assert 'accuracy/top1' in metrics
 
 
+@pytest.mark.slow
 def test_detection_show_dir_draws_every_image_under_the_log_dir(tmp_path, monkeypatch, quiet):
     from mmdet.registry import MODELS
 
