@@ -1,5 +1,9 @@
-"""What tools/train.py and tools/test.py share: their common options, reading a config and
-building its runner, on one process or several (torchrun, slurm, MPI; GPUs or CPUs)."""
+"""What tools/train.py and tools/test.py share: reading a config with its ``--cfg-options``,
+the checks of options and data before any work, and building the runner, on one process or
+several (torchrun, slurm, MPI; GPUs or CPUs). Their console output: :mod:`.console`.
+
+The tools parse their arguments with the standard library before importing this package,
+so that ``--help`` answers at once."""
 import argparse
 import os
 import os.path as osp
