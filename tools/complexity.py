@@ -19,6 +19,8 @@ WARMUP = 3
 
 def paper() -> None:
     from seplugin.analysis.complexity import FLOP_CONVENTION, paper_tables
+    say("building the paper's ResNets and SE-ResNets (18 to 152 layers) and counting their "
+        'parameters and FLOPs at 224x224 (about a minute on a CPU)')
     print(FLOP_CONVENTION + '\n')
     for title, rows in paper_tables().items():
         print(f'## {title}\n')
