@@ -10,13 +10,7 @@ import argparse
 import os
 import os.path as osp
 
-import torch
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
-from mmengine.utils import ProgressBar
-
-from seplugin.analysis.excitation import ExcitationRecorder, plot_excitations
+# Only the standard library up here: --help answers without loading torch or mmengine.
 
 
 def default_layers(names: list[str]) -> list[str]:
@@ -29,6 +23,23 @@ def default_layers(names: list[str]) -> list[str]:
     return picked + stages[last]
 
 
+def check_classifier(model, cfg, path: str) -> None:
+    """The study needs a classifier (images with one class label each) whose backbone has
+    SE layers; say so before a checkpoint or data set is read."""
+    from mmpretrain.models import ImageClassifier
+    if not isinstance(model, ImageClassifier):
+        raise SystemExit(
+            f'error: {path} is not a classification config: its model is a '
+            f'{type(model).__name__} (default_scope {cfg.get("default_scope")!r}). '
+            'analyze_excitation needs an mmpretrain ImageClassifier with an SE backbone '
+            'and a test_dataloader with class labels, e.g. '
+            'configs/imagenet/seresnet50_8xb32_in1k.py')
+    se_layers = getattr(model.backbone, 'se_layers', None)
+    if se_layers is None or not dict(se_layers()):
+        raise SystemExit(f'error: the backbone of {path} ({type(model.backbone).__name__}) '
+                         "has no SE layers to record; use seplugin's SEResNet or SEResNeXt")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
@@ -38,17 +49,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--layers', nargs='+', help="SE layers to plot, e.g. 'layer4.0' "
                                                     '(default: last of each stage + stage 4)')
     parser.add_argument('--out-dir', default='work_dirs/excitation')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
                         help='override config settings, e.g. test_dataloader.batch_size=8')
     args = parser.parse_args(argv)
 
-    import seplugin  # noqa: F401
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    import torch
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import Runner, load_checkpoint
+    from mmengine.utils import ProgressBar
+
+    from seplugin.analysis.excitation import ExcitationRecorder, plot_excitations
+    from seplugin.apis import load_config
+
+    cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    from mmengine.registry import MODELS
     model = MODELS.build(cfg.model)
+    check_classifier(model, cfg, args.config)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
     model = model.to('cuda' if torch.cuda.is_available() else 'cpu').eval()
     loader = Runner.build_dataloader(cfg.test_dataloader)

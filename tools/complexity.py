@@ -3,24 +3,24 @@
     python tools/complexity.py --paper                      # the paper's tables, side by side
     python tools/complexity.py BASELINE_CONFIG SE_CONFIG [--shape H W] [--latency]
 
-With several configs the first is the baseline and the others get ratios to it; latency is
-timed interleaved on the current device (GPU when there is one) with medians.
+With several configs the first is the baseline and the others get ratios to it. The input
+size follows the configs' task: 800x1333 for detectors (mmdet scope), 224x224 for
+classifiers; one image per call. Latency is timed interleaved on the current device (GPU
+when there is one), after warm-up runs, as medians.
 """
 import argparse
 import math
+import sys
 
-from seplugin.analysis.complexity import (
-    FLOP_CONVENTION,
-    build_from_config,
-    count_flops,
-    count_params,
-    measure_latency,
-    model_calls,
-    paper_tables,
-)
+# Only the standard library up here: --help answers without loading torch or mmengine.
+DEFAULT_SHAPES = {'detector': (800, 1333), 'classifier': (224, 224)}
+WARMUP = 3
 
 
 def paper() -> None:
+    from seplugin.analysis.complexity import FLOP_CONVENTION, paper_tables
+    say("building the paper's ResNets and SE-ResNets (18 to 152 layers) and counting their "
+        'parameters and FLOPs at 224x224 (about a minute on a CPU)')
     print(FLOP_CONVENTION + '\n')
     for title, rows in paper_tables().items():
         print(f'## {title}\n')
@@ -45,22 +45,73 @@ def paper() -> None:
         print()
 
 
-def configs(paths: list[str], shape: tuple[int, int], latency: bool, repeats: int) -> None:
-    rows, calls = [], []
+def task_of(scope: str) -> str:
+    """A config's task, as ``model_calls`` measures it: detectors in the mmdet scope."""
+    return 'detector' if scope == 'mmdet' else 'classifier'
+
+
+def say(message: str, end: str = '\n') -> None:
+    """Progress on stderr, so that stdout stays the table."""
+    print(message, end=end, file=sys.stderr, flush=True)
+
+
+def counted(call, counter: list[int], total: int):
+    """``call``, reporting the timing progress (``timing: 12/52 runs``) on stderr."""
+    def run():
+        result = call()
+        counter[0] += 1
+        say(f'\rtiming: {counter[0]}/{total} runs', end='\n' if counter[0] == total else '')
+        return result
+    return run
+
+
+def configs(paths: list[str], shape: tuple[int, int] | None, latency: bool,
+            repeats: int) -> None:
+    import torch
+
+    from seplugin.analysis.complexity import (
+        FLOP_CONVENTION,
+        build_from_config,
+        count_flops,
+        count_params,
+        measure_latency,
+        model_calls,
+    )
+    models, tasks = [], {}
     for path in paths:
+        say(f'building {path}')
         model, scope = build_from_config(path)
+        models.append((path, model, scope))
+        tasks.setdefault(task_of(scope), []).append(path)
+    if len(tasks) > 1:
+        raise SystemExit('error: the configs are of different tasks, which are measured on '
+                         'different inputs: ' + '; '.join(f'{task}: {", ".join(p)}'
+                                                          for task, p in tasks.items()))
+    task = next(iter(tasks))
+    shape = shape or DEFAULT_SHAPES[task]
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    say(f'measuring {len(paths)} {task} config(s) at input {shape[0]}x{shape[1]}, batch 1, '
+        f'on {device}' + (f'; latency: {WARMUP} warm-up and {repeats} timed runs per model, '
+                          'interleaved, medians' if latency else ''))
+    rows, calls = [], []
+    for path, model, scope in models:
+        say(f'counting FLOPs of {path}')
         module, inputs, call = model_calls(model, scope, shape)
         flops = count_flops(module, inputs)
         rows.append(dict(config=path, params=count_params(model), **flops))
         calls.append(call)
     if latency:
-        for row, seconds in zip(rows, measure_latency(calls, repeats=repeats)):
+        counter, total = [0], len(calls) * (WARMUP + repeats)
+        timed = [counted(call, counter, total) for call in calls]
+        for row, seconds in zip(rows, measure_latency(timed, warmup=WARMUP, repeats=repeats)):
             row['latency_ms'] = seconds * 1e3
     columns = [c for c in ('params', 'total', 'backbone', 'neck', 'latency_ms')
                if all(c in r for r in rows)]
     names = {'total': 'GFLOPs', 'backbone': 'backbone GFLOPs', 'neck': 'neck GFLOPs',
              'params': 'params (M)', 'latency_ms': 'latency (ms)'}
-    print(f'input {shape[0]}x{shape[1]}; {FLOP_CONVENTION}\n')
+    print(f'{task}s, input {shape[0]}x{shape[1]}, batch 1'
+          + (f', latency: median of {repeats} runs on {device}' if latency else '')
+          + f'; {FLOP_CONVENTION}\n')
     print('| config | ' + ' | '.join(names[c] for c in columns) + ' |')
     print('|---|' + '---:|' * len(columns))
     base = rows[0]
@@ -75,25 +126,25 @@ def configs(paths: list[str], shape: tuple[int, int], latency: bool, repeats: in
         print(f"| {row['config']} | " + ' | '.join(cells) + ' |')
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('configs', nargs='*', help='baseline first, then the models to compare')
     parser.add_argument('--paper', action='store_true', help="print the paper's tables")
     parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
-                        help='input size (default 224 224 for classifiers, 800 1333 for '
-                             'detectors)')
+                        help='input size (default: 800 1333 for detectors, 224 224 for '
+                             "classifiers, from the configs' default_scope)")
     parser.add_argument('--latency', action='store_true', help='also time the models')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs per model')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.paper and not args.configs:
         parser.error('give configs to measure, or --paper')
+    if args.repeats < 1:
+        parser.error(f'--repeats must be at least 1, got {args.repeats}')
     if args.paper:
         paper()
     if args.configs:
-        shape = tuple(args.shape) if args.shape else (
-            (800, 1333) if 'rcnn' in args.configs[0] or 'retina' in args.configs[0]
-            else (224, 224))
-        configs(args.configs, shape, args.latency, args.repeats)
+        configs(args.configs, tuple(args.shape) if args.shape else None, args.latency,
+                args.repeats)
 
 
 if __name__ == '__main__':

@@ -3,8 +3,12 @@
 #   [GPUS=16] [GPUS_PER_NODE=8] bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]
 # Variables as in tools/slurm_train.sh.
 set -euo pipefail
+TOOLS=$(dirname "$0")
+# shellcheck source=tools/launcher_env.sh
+source "$TOOLS/launcher_env.sh"
+USAGE="[GPUS=16] [GPUS_PER_NODE=8] $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]"
 if [ $# -lt 4 ]; then
-    echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]" >&2
+    echo "usage: $USAGE" >&2
     exit 2
 fi
 PARTITION=$1
@@ -16,7 +20,11 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS_PER_NODE}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-TOOLS=$(dirname "$0")
+require_count GPUS "$GPUS" "$USAGE"
+require_count GPUS_PER_NODE "$GPUS_PER_NODE" "$USAGE" 0
+require_count TASKS_PER_NODE "$TASKS_PER_NODE" "$USAGE"
+require_count CPUS_PER_TASK "$CPUS_PER_TASK" "$USAGE"
+pick_python
 GRES=()
 if [ "$GPUS_PER_NODE" -gt 0 ]; then
     GRES=(--gres=gpu:"$GPUS_PER_NODE")
@@ -32,5 +40,5 @@ srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    "${PYTHON:-python}" -u "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" \
+    "$PYTHON" -u "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" \
     --launcher=slurm "${@:5}"

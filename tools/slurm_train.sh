@@ -3,12 +3,17 @@
 #   [GPUS=16] [GPUS_PER_NODE=8] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]
 # srun starts GPUS tasks, GPUS_PER_NODE per node; mmengine's slurm launcher reads the rank,
 # world size and master address from slurm's environment (MASTER_PORT: default 29500).
-# CPUS_PER_TASK (default 5), SRUN_ARGS (more srun options), PYTHON (default: python).
+# CPUS_PER_TASK (default 5), SRUN_ARGS (more srun options), PYTHON (default: the active
+# environment's python, else the repository's .venv; see tools/launcher_env.sh).
 # CPU-only nodes: GPUS_PER_NODE=0 and GPUS = the number of tasks (TASKS_PER_NODE per node);
 # the backend is then gloo.
 set -euo pipefail
+TOOLS=$(dirname "$0")
+# shellcheck source=tools/launcher_env.sh
+source "$TOOLS/launcher_env.sh"
+USAGE="[GPUS=16] [GPUS_PER_NODE=8] $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]"
 if [ $# -lt 4 ]; then
-    echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py options]" >&2
+    echo "usage: $USAGE" >&2
     exit 2
 fi
 PARTITION=$1
@@ -20,7 +25,11 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 TASKS_PER_NODE=${TASKS_PER_NODE:-$GPUS_PER_NODE}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 SRUN_ARGS=${SRUN_ARGS:-""}
-TOOLS=$(dirname "$0")
+require_count GPUS "$GPUS" "$USAGE"
+require_count GPUS_PER_NODE "$GPUS_PER_NODE" "$USAGE" 0
+require_count TASKS_PER_NODE "$TASKS_PER_NODE" "$USAGE"
+require_count CPUS_PER_TASK "$CPUS_PER_TASK" "$USAGE"
+pick_python
 GRES=()
 if [ "$GPUS_PER_NODE" -gt 0 ]; then
     GRES=(--gres=gpu:"$GPUS_PER_NODE")
@@ -36,5 +45,5 @@ srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    "${PYTHON:-python}" -u "$TOOLS/train.py" "$CONFIG" --work-dir="$WORK_DIR" \
+    "$PYTHON" -u "$TOOLS/train.py" "$CONFIG" --work-dir="$WORK_DIR" \
     --launcher=slurm "${@:5}"

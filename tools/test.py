@@ -2,62 +2,93 @@
 
 The CLI of mmdet's and mmpretrain's ``tools/test.py``, for detection and classification
 configs alike (the config's ``default_scope`` decides). Runs on the GPU when there is one.
+The console shows the phases, progress and metrics; the config, hooks and environment go
+to the log file under the work dir (``--verbose`` prints everything).
 """
 import argparse
 
-from seplugin.apis import (
-    TEST_KEYS,
-    add_common_args,
-    build_runner,
-    explain_module_errors,
-    finish_distributed,
-    load_config,
-    require_keys,
-)
-from seplugin.checkpoint import verify_checkpoint
+# Only the standard library up here: --help answers without loading torch or mmengine.
+
+OUT_EXTENSIONS = ('.pkl', '.pickle')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where the evaluation metrics are written')
-    parser.add_argument('--out', help='dump the raw predictions to this pickle file')
-    parser.add_argument('--show-dir', help='draw predictions into images under this folder '
-                                           '(relative to the run\'s log dir)')
-    add_common_args(parser, 'test_dataloader.batch_size=4')
-    return parser.parse_args()
+    parser.add_argument('--work-dir', help='where the evaluation metrics are written '
+                                           '(default: work_dirs/<config name>)')
+    parser.add_argument('--out', help='write the predictions to this pickle file (.pkl or '
+                                      '.pickle)')
+    parser.add_argument('--show-dir', help='draw every test image with its prediction into '
+                                           "this folder, relative to the run's log dir "
+                                           '(<work dir>/<timestamp>/)')
+    parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
+                        help='override config settings, e.g. test_dataloader.batch_size=4')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--dist-backend', metavar='{nccl,gloo,mpi,ucc}',
+                        help='torch.distributed backend of a distributed run (default: the '
+                             "config's; nccl on GPUs, gloo without CUDA)")
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--verbose', action='store_true',
+                        help="mmengine's full console output (config, hooks, environment) "
+                             'and tracebacks on the console')
+    return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def check_options(args: argparse.Namespace) -> None:
+    """The options that need no config, checked before anything is loaded."""
+    if args.out is not None and not args.out.endswith(OUT_EXTENSIONS):
+        raise ValueError(f'--out must end with {" or ".join(OUT_EXTENSIONS)} (a pickle '
+                         f'file), got {args.out!r}')
+
+
+def main(args: argparse.Namespace | None = None) -> None:
+    if args is None:
+        args = parse_args()
+    check_options(args)
+    from seplugin.apis import (
+        TEST_KEYS,
+        build_runner,
+        check_data_roots,
+        explain_module_errors,
+        load_config,
+        require_keys,
+    )
+    from seplugin.apis.console import phase, prints_to_log
+    from seplugin.apis.outputs import DumpCompactResults, show_predictions
+    from seplugin.checkpoint import verify_checkpoint
+
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir,
                       args.dist_backend)
     require_keys(cfg, TEST_KEYS, 'testing', args.config)
     if '://' not in args.checkpoint:
         verify_checkpoint(args.checkpoint)  # before the runner writes anything
+    check_data_roots(cfg, ('test_dataloader',))
     cfg.load_from = args.checkpoint
     detection = cfg.get('default_scope') == 'mmdet'
-    if args.show_dir:
-        vis = cfg.default_hooks.visualization
-        if detection:
-            vis.draw, vis.test_out_dir = True, args.show_dir
-        else:
-            vis.enable, vis.out_dir = True, args.show_dir
+    phase(f'building the runner for {args.config}')
     runner = build_runner(cfg)
+    if args.show_dir:
+        where = show_predictions(runner, args.show_dir, detection)
+        phase(f'drawing every test image with its prediction into {where}', runner.logger)
     if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must end with .pkl or .pickle, got {args.out!r}')
         if detection:
             from mmdet.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
         else:
-            from mmengine.evaluator import DumpResults  # mmpretrain has none of its own
-            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    with explain_module_errors(runner.model):
-        runner.test()
+            runner.test_evaluator.metrics.append(DumpCompactResults(out_file_path=args.out))
+    phase(f'testing {args.checkpoint}; full log {runner.logger.log_file}', runner.logger)
+    with explain_module_errors(runner.model), prints_to_log():
+        metrics = runner.test()
+    phase('metrics: ' + ', '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
+                                  for k, v in (metrics or {}).items()), runner.logger)
 
 
 if __name__ == '__main__':
-    main()
+    arguments = parse_args()
+    from seplugin.apis import finish_distributed
+    from seplugin.apis.console import run_tool
+    run_tool(lambda: main(arguments), arguments.verbose)
     finish_distributed()  # with the runner gone

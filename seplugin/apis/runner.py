@@ -13,6 +13,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_mod
 
 from seplugin.checkpoint import CheckpointError, check_state_dict_fits, explain_load_failure
 
+from .console import attach_console
 from .dist import check_sync_bn
 
 
@@ -65,6 +66,14 @@ class CheckedRunner(Runner):
 
     _checkpoint_must_fit = False
     _resuming = False
+
+    def build_logger(self, log_level='INFO', log_file=None, **kwargs):
+        """mmengine's logger, with the console kept to progress, phases, warnings and
+        errors unless ``--verbose`` (see :mod:`seplugin.apis.console`); the log file gets
+        everything."""
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        attach_console(logger)
+        return logger
 
     def wrap_model(self, model_wrapper_cfg, model):
         check_sync_bn(model, self.cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend'),

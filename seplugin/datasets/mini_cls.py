@@ -21,6 +21,8 @@ import os.path as osp
 import numpy as np
 from PIL import Image
 
+from seplugin.datasets.generate import prepare_out
+
 # The classes: 4 patterns x 2 colour pairs (foreground, background), as RGB.
 PATTERNS = ('horizontal_stripes', 'vertical_stripes', 'checkerboard', 'rings')
 PALETTES = (((225, 70, 40), (35, 45, 100)),    # red on dark blue
@@ -91,14 +93,6 @@ def _write_lines(path: str, lines: list[str]) -> None:
         f.write(''.join(f'{line}\n' for line in lines))
 
 
-def _prepare_out(out: str, overwrite: bool) -> None:
-    if osp.isdir(out) and os.listdir(out) and not overwrite:
-        raise FileExistsError(f'{out} exists and is not empty; choose a new folder or pass '
-                              'overwrite=True (--overwrite), which rewrites the generated '
-                              'files in place and leaves other files alone')
-    os.makedirs(out, exist_ok=True)
-
-
 def make_mini_imagenet(out: str,
                        train_per_class: int = 32,
                        val_per_class: int = 16,
@@ -129,7 +123,7 @@ def make_mini_imagenet(out: str,
     Returns:
         dict[str, int]: Number of images per split.
     """
-    _prepare_out(out, overwrite)
+    prepare_out(out, overwrite)
     os.makedirs(osp.join(out, 'meta'), exist_ok=True)
     counts = {}
     val_number = 0
@@ -187,7 +181,7 @@ def make_mini_places365(out: str,
     """
     # here, not at the top: the Places365 dataset needs MMPretrain, mini ImageNet does not
     from seplugin.datasets.places365 import PLACES365_CATEGORIES, places365_categories_text
-    _prepare_out(out, overwrite)
+    prepare_out(out, overwrite)
     with open(osp.join(out, 'categories_places365.txt'), 'w', encoding='utf-8',
               newline='\n') as f:
         f.write(places365_categories_text())  # byte for byte the official file
@@ -247,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None:
         kwargs['seed'] = args.seed
     make = make_mini_imagenet if args.dataset == 'imagenet' else make_mini_places365
-    counts = make(args.out, **kwargs)
+    try:
+        counts = make(args.out, **kwargs)
+    except FileExistsError as e:
+        raise SystemExit(f'error: {e}') from None
     print(f'mini {args.dataset} in {args.out}: ' +
           ', '.join(f'{n} {split}' for split, n in counts.items()) + ' images')
 

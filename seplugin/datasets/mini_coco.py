@@ -24,6 +24,8 @@ import os.path as osp
 import numpy as np
 from PIL import Image, ImageDraw
 
+from seplugin.datasets.generate import prepare_out
+
 CLASSES = ('circle', 'square', 'triangle')
 SPLITS = ('train', 'val')
 
@@ -175,15 +177,18 @@ def make_split(root: str, split: str, num_images: int, image_size: int = 128,
 
 
 def make_mini_coco(root: str, num_train: int = 500, num_val: int = 100,
-                   image_size: int = 128, seed: int = 0) -> dict[str, str]:
+                   image_size: int = 128, seed: int = 0,
+                   overwrite: bool = False) -> dict[str, str]:
     """Generate the mini COCO dataset (train and val splits) under ``root``.
 
     Args:
-        root (str): Dataset root directory; created if missing, files in it overwritten.
+        root (str): Dataset root directory; new or empty unless ``overwrite``.
         num_train (int): Number of training images. Defaults to 500.
         num_val (int): Number of validation images. Defaults to 100.
         image_size (int): Side of the square images in pixels. Defaults to 128.
         seed (int): Random seed; the same seed gives byte-identical files. Defaults to 0.
+        overwrite (bool): Write into a non-empty ``root`` (the generated files are
+            rewritten, others left alone). Defaults to False.
 
     Returns:
         dict[str, str]: The annotation file of each split, e.g. ``{'train': ...}``.
@@ -195,6 +200,7 @@ def make_mini_coco(root: str, num_train: int = 500, num_val: int = 100,
     """
     if image_size < 32:
         raise ValueError(f'image_size must be at least 32, got {image_size}')
+    prepare_out(root, overwrite)
     counts = dict(train=num_train, val=num_val)
     return {split: make_split(root, split, counts[split], image_size, seed)
             for split in SPLITS}
@@ -226,13 +232,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--num-val', type=int, default=100, help='validation images')
     parser.add_argument('--image-size', type=int, default=128, help='image side in pixels')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='write into a non-empty folder (rewrites the generated files)')
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    files = make_mini_coco(args.out, args.num_train, args.num_val, args.image_size,
-                           args.seed)
+    try:
+        files = make_mini_coco(args.out, args.num_train, args.num_val, args.image_size,
+                               args.seed, overwrite=args.overwrite)
+    except FileExistsError as e:
+        raise SystemExit(f'error: {e}') from None
     for split, ann_file in files.items():
         print(f'{split}: {ann_file}')
 
