@@ -34,6 +34,8 @@ PAIRS = [
     ('faster_rcnn_se_r50_sefpn_coco.py', 'faster_rcnn_r50_fpn_coco.py', {'backbone', 'neck'}),
     ('mini/faster_rcnn_se_r18_fpn_minicoco.py', 'mini/faster_rcnn_r18_fpn_minicoco.py',
      {'backbone'}),
+    ('mini/faster_rcnn_se_r18_fpn_minicoco_pretrained.py',
+     'mini/faster_rcnn_r18_fpn_minicoco_pretrained.py', {'backbone'}),
 ]
 
 
