@@ -1,10 +1,9 @@
-# Faster R-CNN, SE-ResNet-101 + FPN, 1x schedule on COCO 2017.
-# Identical to faster_rcnn_r101_fpn_coco.py except for the backbone type.
+# Faster R-CNN, SE-ResNet-101 + FPN, 1x schedule on COCO 2017: the paper's protocol
+# (Table 7). Starts from MMPretrain's ImageNet SE-ResNet-101; its baseline
+# faster_rcnn_r101_fpn_coco.py from MMPretrain's ImageNet ResNet-101.
 _base_ = './faster_rcnn_r101_fpn_coco.py'
 
 model = dict(
     backbone=dict(
         type='SEResNet',
-        # For now the torchvision ResNet-101 weights: the trunk loads, the SE layers start
-        # from their default init (mmengine lists their keys as missing).
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet101')))
+        init_cfg=dict(checkpoint=_base_.imagenet_weights.seresnet101)))

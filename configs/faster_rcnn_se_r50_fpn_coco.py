@@ -1,11 +1,11 @@
-# Faster R-CNN, SE-ResNet-50 + FPN, 1x schedule on COCO 2017.
-# Identical to faster_rcnn_r50_fpn_coco.py (data, schedule, how to use another dataset: see
-# there) except for the backbone type.
+# Faster R-CNN, SE-ResNet-50 + FPN, 1x schedule on COCO 2017: the paper's protocol (Table 7).
+# The backbone starts from MMPretrain's ImageNet SE-ResNet-50 (SE layers included), the
+# baseline faster_rcnn_r50_fpn_coco.py from MMPretrain's ImageNet ResNet-50: the pair differs
+# only by SE and the backbone's pretraining. Data, schedule, another dataset, offline use:
+# see faster_rcnn_r50_fpn_coco.py.
 _base_ = './faster_rcnn_r50_fpn_coco.py'
 
 model = dict(
     backbone=dict(
         type='SEResNet',
-        # For now the torchvision ResNet-50 weights: the trunk loads, the SE layers start
-        # from their default init (mmengine lists their keys as missing).
-        init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')))
+        init_cfg=dict(checkpoint=_base_.imagenet_weights.seresnet50)))

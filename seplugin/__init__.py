@@ -1,14 +1,18 @@
 """seplugin: Squeeze-and-Excitation networks for MMDetection 3.x and MMPretrain 1.x.
 
 Importing it (``custom_imports=dict(imports=['seplugin'])`` in a config) registers its
-modules into the registries of the OpenMMLab libraries that are installed, and allow-lists
+modules into the registries of the OpenMMLab libraries that are installed, allow-lists
 the types of mmengine's runner checkpoints for ``torch.load(weights_only=True)`` (torch
->= 2.5). The README's "What `import seplugin` changes" lists every such effect.
+>= 2.5), and makes a failed download of an http(s) checkpoint say which file to fetch and
+how to point the config at a copy. The README's "What `import seplugin` changes" lists
+every such effect.
 """
 from .checkpoint import allow_runner_checkpoints
 from .version import __version__
+from .zoo import use_explained_http_loader
 
 allow_runner_checkpoints()
+use_explained_http_loader()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
 

@@ -26,9 +26,28 @@ legacy copies) put the stride on the first 1x1 conv: they need ``style='caffe'``
 converter records in the backbone config it returns, with ``stem_pool='ceil'`` (Caffe's
 unpadded ceil-mode max pooling, which all of Cadene's SE models keep).
 
+Real files differ from freshly built models: Cadene's 2017 files and torchvision's original
+ResNet files predate ``num_batches_tracked`` (PyTorch 0.4.1); it is filled with 0 as torch's
+own BatchNorm loading does. Checkpoints may wrap the state dict (``state_dict``, ``model``,
+DataParallel's ``module.``) or be ``.safetensors`` files (:func:`seplugin.checkpoint.load_file`).
+
+Squeeze widths: each SE layer's width is read from the file and matched to one rule of
+:func:`seplugin.models.layers.se_layer.squeeze_width`; the returned backbone config carries
+the ``se_cfg`` that reproduces them, e.g. ``se_cfg=dict(divisor=8, min_ratio=0)`` for timm's
+``seresnet18``/``seresnet34`` (8, 8, 16, 32 channels where C/16 gives 4, 8, 16, 32). Use the
+printed config as it is: without that ``se_cfg`` the model has other shapes.
+
 Every conversion builds the target model and checks each key and shape; any key of the
 source that finds no place, or any place of the target left empty (except SE layers for a
-plain source), is an error listing all of them: nothing is dropped silently.
+plain source), is an error that counts them, names the first few and, when the keys look
+like another source's, says which ``--source`` they look like: nothing is dropped silently.
+
+Not convertible, with an error saying why: timm's tiered stems (``seresnet50t``,
+``seresnext26t``), depths without an mmdet ResNet (26, 200, 269: ``seresnext26d``,
+``seresnet200d``), and Cadene's SE-ResNet-18/34 (see :func:`infer_backbone`). timm's ``aa``
+models (``seresnextaa101d``) have the keys of the ``d`` models but anti-aliased (average
+pooled) strides: their files cannot be told apart by their keys, and the CLI refuses a
+file named after them.
 """
 import re
 from collections.abc import Mapping
@@ -68,6 +87,33 @@ _RULES['cadene'] = _RULES['timm-legacy']
 
 class ConversionError(ValueError):
     """A checkpoint does not map onto the model it should become."""
+
+
+# How many keys an error names before it only counts.
+SHOWN = 5
+# Squeeze-width rules (se_cfg), simplest first; see squeeze_width. Always given explicitly:
+# the converter builds the mmpretrain scope's SEResNet, whose default divisor is 8, while
+# the mmdet scope's is 1 (the paper's floor).
+SE_RULES = ({'divisor': 1}, {'divisor': 8, 'min_ratio': 0}, {'divisor': 8})
+
+
+def _some(keys: list[str]) -> str:
+    more = f', ... ({len(keys) - SHOWN} more)' if len(keys) > SHOWN else ''
+    return ', '.join(keys[:SHOWN]) + more
+
+
+def guess_source(keys) -> str | None:
+    """The source whose key layout ``keys`` (original, unrenamed names) have, if any."""
+    keys = [re.sub(r'^(module\.)?', '', k) for k in keys]
+    if any(k.startswith('backbone.') or '.se_layer.conv1.conv.' in k for k in keys):
+        return 'mmpretrain'
+    if any(k.startswith('layer0.') or '.se_module.' in k for k in keys):
+        return 'cadene (or timm-legacy)'
+    if any('.se.fc1.' in k for k in keys):
+        return 'timm'
+    if any(k.startswith('layer1.0.conv1.') for k in keys):
+        return 'torchvision'
+    return None
 
 
 def unwrap(checkpoint: Mapping) -> dict[str, torch.Tensor]:
@@ -141,16 +187,44 @@ def infer_backbone(state: Mapping[str, torch.Tensor], source: str) -> dict:
                 f'{source} SE-ResNet-{depth} cannot be reproduced: its BasicBlock applies a '
                 'ReLU between the last BN and SE, unlike the paper and seplugin')
         cfg['stem_pool'] = 'ceil'  # Caffe's max pooling, kept by Cadene's port
-    if 'stem.0.conv.weight' in state:
-        cfg.update(deep_stem=True, stem_channels=state['stem.2.conv.weight'].shape[0])
+    if 'stem.0.conv.weight' in state:  # mmpretrain's deep stem: three ConvModules
+        widths = [state[f'stem.{i}.conv.weight'].shape[0] for i in (0, 1, 2)]
+        if widths[0] != widths[1] or widths[1] * 2 != widths[2]:
+            raise ConversionError(
+                f'deep stem widths {widths} cannot be reproduced: mmdet\'s deep stem has '
+                f'(c/2, c/2, c) (timm\'s "tiered" stems, e.g. seresnet50t, do not)')
+        cfg.update(deep_stem=True, stem_channels=widths[2])
     if any(re.match(r'^layer\d\.0\.downsample\.2\.', k) for k in state):
         cfg['avg_down'] = True
-    se_key = 'layer1.0.se_layer.conv1.conv.weight'
-    if se_key in state:  # one ratio for all layers; other stages are checked against it
-        squeeze, channels = state[se_key].shape[:2]
-        ratio = channels / squeeze
-        cfg['se_ratio'] = int(ratio) if ratio.is_integer() else ratio
+    cfg.update(se_options(state))
     return cfg
+
+
+def se_options(state: Mapping[str, torch.Tensor]) -> dict:
+    """``se_ratio`` (and ``se_cfg``) that give every SE layer of ``state`` its width.
+
+    The ratio is read where rounding matters least, at the widest SE layer; the rule is the
+    simplest of ``SE_RULES`` that gives every layer its width (e.g. timm's multiples of 8).
+    """
+    from seplugin.models.layers.se_layer import squeeze_width
+    widths = {}  # channels -> squeeze width, over all SE layers
+    for key, value in state.items():
+        if re.match(r'^layer\d+\.\d+\.se_layer\.conv1\.conv\.weight$', key):
+            widths.setdefault(value.shape[1], set()).add(value.shape[0])
+    if not widths:
+        return {}
+    if any(len(w) > 1 for w in widths.values()):
+        raise ConversionError(f'SE layers of equal width squeeze differently: {widths}')
+    widths = {c: w.pop() for c, w in widths.items()}
+    widest = max(widths)
+    ratio = widest / widths[widest]
+    ratio = int(ratio) if ratio.is_integer() else ratio
+    for rule in SE_RULES:
+        if all(squeeze_width(c, ratio, **rule) == w for c, w in widths.items()):
+            return dict(se_ratio=ratio, se_cfg=dict(rule))
+    raise ConversionError(
+        f'no squeeze-width rule gives these SE widths (channels: width) {widths} at ratio '
+        f'{ratio}; tried se_cfg {[dict(r) for r in SE_RULES]}')
 
 
 def _target(backbone_cfg: dict, num_classes: int | None) -> nn.Module:
@@ -165,39 +239,82 @@ def _target(backbone_cfg: dict, num_classes: int | None) -> nn.Module:
     return nn.ModuleDict(dict(backbone=backbone, head=head))
 
 
-def convert(checkpoint: Mapping, source: str,
-            backbone_only: bool = False) -> tuple[dict[str, torch.Tensor], dict]:
+def fill_num_batches_tracked(converted: dict[str, torch.Tensor],
+                             expected: Mapping[str, torch.Tensor]) -> list[str]:
+    """Add the ``num_batches_tracked`` counters a pre-0.4.1 file lacks, as torch does.
+
+    ``torch.nn.modules.batchnorm._NormBase._load_from_state_dict`` puts
+    ``torch.tensor(0, dtype=torch.long)`` (a fresh module's count) in place of an absent
+    counter; the counter only matters for BN with ``momentum=None``. Returns the added keys.
+    """
+    added = []
+    for key, value in expected.items():
+        if key.endswith('.num_batches_tracked') and key not in converted \
+                and key.removesuffix('num_batches_tracked') + 'running_mean' in converted:
+            converted[key] = torch.tensor(0, dtype=value.dtype)
+            added.append(key)
+    return added
+
+
+def convert(checkpoint: Mapping, source: str, backbone_only: bool = False,
+            notes: list[str] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Convert a checkpoint's content; returns (state dict, backbone config).
 
     The state dict has mmpretrain's classifier layout (``backbone.*``, ``head.fc.*``), or
-    the bare backbone keys with ``backbone_only``. Raises :class:`ConversionError` naming
-    every unmatched key and every shape mismatch.
+    the bare backbone keys with ``backbone_only``. The backbone config is the one that takes
+    it (with ``se_cfg`` when the SE widths need it). ``notes``, if given, receives what was
+    added (missing ``num_batches_tracked``) or started neutral. Raises
+    :class:`ConversionError` counting and naming unmatched keys and shape mismatches.
     """
-    state = rename(unwrap(checkpoint), source)
+    original = unwrap(checkpoint)
+    state = rename(original, source)
     head = {k: v for k, v in state.items() if k.startswith('head.')}
     trunk = {k: v for k, v in state.items() if not k.startswith('head.')}
-    cfg = infer_backbone(trunk, source)
+    try:
+        cfg = infer_backbone(trunk, source)
+    except ConversionError as e:
+        raise ConversionError(f'{source} checkpoint: {e}{_hint(original, source)}') from e
     num_classes = None if backbone_only or not head else head['head.fc.weight'].shape[0]
     model = _target(cfg, num_classes)
     converted = {f'backbone.{k}': v for k, v in trunk.items()}
     if num_classes is not None:
         converted.update(head)
     expected = model.state_dict()
+    filled = fill_num_batches_tracked(converted, expected)
     unmatched = sorted(set(converted) - set(expected))
-    wrong = [f'{k}: {tuple(v.shape)} in the source, {tuple(expected[k].shape)} in the model'
+    wrong = [f'{k} {tuple(v.shape)} (model: {tuple(expected[k].shape)})'
              for k, v in converted.items() if k in expected and v.shape != expected[k].shape]
     empty = sorted(set(expected) - set(converted))
     # a plain ResNet has no SE layers: they are the only places allowed to stay empty
     se_missing = [k for k in empty if '.se_layer.' in k] if source == 'torchvision' else []
-    problems = ([f'no place in the model for: {k}' for k in unmatched] + wrong
-                + [f'not in the source: {k}' for k in empty if k not in se_missing])
+    empty = [k for k in empty if k not in se_missing]
+    problems = [f'{len(keys)} {what}: {_some(keys)}' for keys, what in (
+        (empty, 'keys of the model are not in the source'),
+        (unmatched, 'keys of the source have no place in the model'),
+        (wrong, 'tensors have another shape than in the model')) if keys]
     if problems:
-        raise ConversionError(f'{source} checkpoint does not convert to {cfg}:\n  '
-                              + '\n  '.join(problems))
+        raise ConversionError(f'{source} checkpoint ({len(original)} tensors) does not '
+                              f'convert to {cfg}:\n  ' + '\n  '.join(problems)
+                              + _hint(original, source))
     # a plain ResNet: loading it starts the SE layers as no-ops (SEResNet's load hook)
     model.load_state_dict(converted, strict=not se_missing)
+    if notes is not None and filled:
+        notes.append(f'{len(filled)} BN layers had no num_batches_tracked (a file saved '
+                     'before PyTorch 0.4.1): set to 0, as torch\'s BatchNorm loading does')
     if se_missing:
         converted = model.state_dict()
+        if notes is not None:
+            notes.append(f'{len(se_missing) // 4} SE layers are not in the source (a plain '
+                         'ResNet): they start neutral')
     if backbone_only:
         converted = {k.removeprefix('backbone.'): v for k, v in converted.items()}
     return converted, cfg
+
+
+def _hint(original: Mapping[str, torch.Tensor], source: str) -> str:
+    """A closing line naming the source that the keys look like, when it is another."""
+    guess = guess_source(original)
+    if guess is None or guess.split()[0] == source or (
+            source in ('cadene', 'timm-legacy') and guess.startswith('cadene')):
+        return ''
+    return f'\nits keys look like --source {guess}'

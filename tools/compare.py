@@ -1,12 +1,15 @@
-"""Compare SE runs against baseline runs: mean +- std over seeds, the delta, the paper.
+"""Compare SE runs against baseline runs: mean +- std over seeds, Welch's t, the paper.
 
     python tools/compare.py --se WORK_DIR [WORK_DIR ...] --baseline WORK_DIR [WORK_DIR ...]
         [--task detection|classification] [--paper coco-r50|coco-r101|imagenet-r50|
-        places365-r152] [--out-dir DIR]
+        imagenet-r101|places365-r152] [--out-dir DIR]
 
-Each work dir is one run (one seed) as mmengine writes it: the newest tools/test.py results
-are used, else the last validation. Writes compare.md, compare.csv, metrics.png and
-curves.png; missing or partial runs are listed, never skipped silently.
+Each work dir is one run (one seed) as mmengine writes it; its newest tools/test.py results
+enter the table. Runs without test results (unfinished, failed, or validated only) are
+listed under the table, never averaged in. A difference is called significant only with at
+least 3 seeds per model, by Welch's t-test at 5%; intervals are 95% t intervals. The ImageNet
+top-1 of each model's starting weights is shown next to the results. Writes compare.md,
+compare.csv, metrics.png and curves.png.
 """
 import argparse
 import os
@@ -19,6 +22,7 @@ from seplugin.analysis.compare import (
     markdown,
     plot,
     read_run,
+    starting_weights,
     write_csv,
 )
 
@@ -37,12 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     se = [read_run(d, task) for d in args.se]
     baseline = [read_run(d, task) for d in args.baseline]
     problems = [f'{r.work_dir}: {r.problem}' for r in se + baseline if r.problem]
-    problems += [f'{r.work_dir}: metrics from the last validation, no test results'
-                 for r in se + baseline if r.source == 'val']
-    rows = compare([r for r in se if not r.problem], [r for r in baseline if not r.problem],
-                   task)
+    problems += [f'{r.work_dir}: no test results (only validation metrics: an unfinished '
+                 'run, or tools/test.py not run)' for r in se + baseline if r.source == 'val']
+    se = [r for r in se if r.source == 'test']
+    baseline = [r for r in baseline if r.source == 'test']
+    rows = compare(se, baseline, task)
+    weights = {name: [starting_weights(r.work_dir) for r in runs]
+               for name, runs in (('baseline', baseline), ('se', se))}
     os.makedirs(args.out_dir, exist_ok=True)
-    text = markdown(rows, args.paper, problems)
+    text = markdown(rows, args.paper, problems, weights)
     with open(osp.join(args.out_dir, 'compare.md'), 'w') as f:
         f.write(text + '\n')
     write_csv(rows, osp.join(args.out_dir, 'compare.csv'))

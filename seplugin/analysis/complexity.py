@@ -18,19 +18,23 @@ FLOP_CONVENTION = (
     'ResNet-50 has 3.858 GFLOPs and SE-ResNet-50 3.871 (paper: 3.86 and 3.87). '
     "torchvision's layout (style='pytorch', stride on the 3x3 conv) costs 4.09 and 4.10.")
 
-# The paper's numbers that need no training (Hu et al., TPAMI version).
+# The paper's numbers that need no training (Hu et al., TPAMI version), as it prints them.
 PAPER = dict(
     # Table 2: GFLOPs at 224x224, (ResNet, SE-ResNet)
     gflops={50: (3.86, 3.87), 101: (7.58, 7.60), 152: (11.30, 11.32)},
-    # exact parameter counts with a 1000-class head, r=16 (SE-ResNet-50/101/152, ResNet-50)
-    params={('SEResNet', 50): 28_088_024, ('SEResNet', 101): 49_326_872,
-            ('SEResNet', 152): 66_821_848, ('ResNet', 50): 25_557_032},
+    # parameters in millions where the paper gives them: SE-ResNet-50 at r=16 (Table 10),
+    # ResNet-50 (Table 13); it prints no exact counts
+    params_m={('SEResNet', 50): 28.1, ('ResNet', 50): 25.6},
     # Table 10: SE-ResNet-50 parameters (millions) per reduction ratio
     ratio_params_m={2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9},
     # Table 13: ResNet-50 with SE in one stage (conv2_x = stage 2 = our layer1) or all
     stage_params_m={'ResNet-50': 25.6, 'SE_Stage_2': 25.6, 'SE_Stage_3': 25.7,
                     'SE_Stage_4': 26.4, 'SE_All': 28.1},
 )
+# Exact parameter counts (1000-class head, r=16) of implementations, not of the paper: timm's
+# seresnet50/101/152 and resnet50 and MMPretrain's SEResNet/ResNet give these same numbers.
+IMPLEMENTATION_PARAMS = {('SEResNet', 50): 28_088_024, ('SEResNet', 101): 49_326_872,
+                         ('SEResNet', 152): 66_821_848, ('ResNet', 50): 25_557_032}
 
 
 def count_params(model: nn.Module) -> int:
@@ -111,9 +115,11 @@ def paper_tables(with_flops: bool = True) -> dict[str, list[dict]]:
     """Each paper number next to seplugin's, as rows ``{name, paper, ours}``."""
     tables = {'parameters': [], 'reduction ratio (Table 10)': [], 'stages (Table 13)': [],
               'GFLOPs (Table 2)': []}
-    for (kind, depth), paper in PAPER['params'].items():
+    for (kind, depth), counted in IMPLEMENTATION_PARAMS.items():
         ours = count_params(classifier(dict(type=kind, depth=depth)))
-        tables['parameters'].append(dict(name=f'{kind}-{depth}', paper=paper, ours=ours))
+        tables['parameters'].append(dict(name=f'{kind}-{depth}',
+                                         paper=PAPER['params_m'].get((kind, depth)),
+                                         implementations=counted, ours=ours))
     for ratio, paper in PAPER['ratio_params_m'].items():
         ours = count_params(classifier(dict(type='SEResNet', depth=50, se_ratio=ratio)))
         tables['reduction ratio (Table 10)'].append(

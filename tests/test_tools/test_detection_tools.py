@@ -1,10 +1,8 @@
-"""tools/train.py, tools/test.py and tools/demo.py on the mini detection configs, each in a
+"""tools/train.py and tools/test.py on the mini detection configs, each in a
 fresh process as a user runs them."""
-import importlib.util
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -82,49 +80,3 @@ def test_short_training_on_the_full_mini_dataset(tmp_path, config):
     tool('test.py', config, work_dir / 'iter_20.pth', '--work-dir', work_dir / 'test',
          '--cfg-options', *data_options(data), cwd=tmp_path)
     test_metrics(work_dir / 'test')
-
-
-@pytest.mark.slow
-def test_demo_trains_both_detectors_to_a_useful_ap(tmp_path):
-    """The README's main job, unshortened: both detectors learn (AP well above zero), and
-    the comparison table shows each one's AP."""
-    result = tool('demo.py', '--work-dir', tmp_path / 'demo', '--data-root',
-                  tmp_path / 'mini_coco', cwd=tmp_path)
-    ap = {name: test_metrics(tmp_path / 'demo' / name / 'seed0')['coco/bbox_mAP']
-          for name in ('baseline', 'se')}
-    assert min(ap.values()) >= 0.2, ap
-    assert (f"| coco/bbox_mAP | {100 * ap['baseline']:.2f} (n=1) | {100 * ap['se']:.2f} "
-            f"(n=1) | {100 * (ap['se'] - ap['baseline']):+.2f} |") in result.stdout
-    assert (tmp_path / 'demo' / 'compare' / 'compare.md').exists()
-
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location('demo', REPO / 'tools' / 'demo.py')
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo
-
-
-def test_demo_generates_data_and_runs_the_pair_alike(tmp_path, monkeypatch):
-    """The demo is tools/run_pair.py on the two mini configs, with the data root (when not
-    the configs' own) and the user's options given to both."""
-    calls = []
-    monkeypatch.setattr(sys, 'path', list(sys.path))  # demo.main adds tools/
-    monkeypatch.setitem(sys.modules, 'run_pair',
-                        types.SimpleNamespace(main=lambda argv: calls.append(argv) or 0))
-    demo = load_demo()
-    data = tmp_path / 'elsewhere'
-    assert demo.main(['--work-dir', str(tmp_path / 'w'), '--data-root', str(data),
-                      '--seeds', '3', '4', '--cfg-options', 'train_cfg.max_iters=5']) == 0
-    assert (data / 'annotations' / 'instances_val.json').is_file()
-    argv = calls.pop()
-    assert argv[:2] == [demo.BASELINE, demo.SE]
-    assert argv[2:7] == ['--seeds', '3', '4', '--work-dir', str(tmp_path / 'w')]
-    options = argv[argv.index('--cfg-options') + 1:]
-    assert options == data_options(data) + ['train_cfg.max_iters=5']
-
-    monkeypatch.chdir(tmp_path)  # the default root, relative like the configs' own
-    assert demo.main([]) == 0
-    assert (tmp_path / demo.DEFAULT_DATA_ROOT / 'annotations' / 'instances_train.json').is_file()
-    assert calls.pop() == [demo.BASELINE, demo.SE, '--seeds', '0', '--work-dir',
-                           'work_dirs/demo']

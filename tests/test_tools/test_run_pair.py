@@ -33,7 +33,7 @@ def test_one_seed_each(data, tmp_path):
         assert (tmp_path / name / 'seed0' / 'epoch_1.pth').exists()
     # same seed, same options: the two configs differ only in the backbone
     assert '| accuracy/top1 |' in result.stdout
-    assert 'unknown (needs >= 2 seeds each)' in result.stdout
+    assert 'not tested (needs >= 3 seeds each)' in result.stdout
     assert '| accuracy/top1 | 75.20 | 76.71 | +1.51 |' in result.stdout
     assert (tmp_path / 'compare' / 'metrics.png').exists()
 
@@ -44,4 +44,4 @@ def test_two_seeds_give_a_noise_estimate(data, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / 'compare' / 'compare.csv')))
     assert rows[0]['se_n'] == rows[0]['baseline_n'] == '2'
-    assert rows[0]['exceeds_noise'].startswith(('yes', 'no'))
+    assert rows[0]['significant'] == 'not tested (needs >= 3 seeds each)'
