@@ -84,11 +84,11 @@ def imagenet_example(state):
 
 
 @pytest.mark.parametrize('name,source,expected', [
-    ('seresnet50', 'timm', dict(type='SEResNet', depth=50, se_ratio=16)),
+    ('seresnet50', 'timm', dict(type='SEResNet', depth=50, se_ratio=16, se_cfg=dict(divisor=1))),
     ('legacy_seresnet50', 'timm-legacy',
-     dict(type='SEResNet', depth=50, style='caffe', stem_pool='ceil', se_ratio=16)),
+     dict(type='SEResNet', depth=50, style='caffe', stem_pool='ceil', se_ratio=16, se_cfg=dict(divisor=1))),
     ('legacy_seresnext50_32x4d', 'cadene',
-     dict(type='SEResNeXt', depth=50, groups=32, base_width=4, stem_pool='ceil', se_ratio=16)),
+     dict(type='SEResNeXt', depth=50, groups=32, base_width=4, stem_pool='ceil', se_ratio=16, se_cfg=dict(divisor=1))),
 ])
 def test_converted_model_gives_the_source_outputs(name, source, expected):
     src = randomise(timm.create_model(name))
@@ -107,7 +107,7 @@ def test_timm_deep_stem_variant():
     src = randomise(timm.create_model('seresnet152d'), gain=(0.2, 0.6))
     state, backbone = convert(src.state_dict(), 'timm', backbone_only=True)
     assert backbone == dict(type='SEResNet', depth=152, deep_stem=True, stem_channels=64,
-                            avg_down=True, se_ratio=16)
+                            avg_down=True, se_ratio=16, se_cfg=dict(divisor=1))
     # the mmpretrain scope's class, whose deep stem and shortcut keys the converter writes
     model = MMPretrainSEResNet(**{k: v for k, v in backbone.items() if k != 'type'}).eval()
     model.load_state_dict(state, strict=True)
@@ -120,7 +120,7 @@ def test_mmpretrain_checkpoint_needs_no_conversion():
     model = classifier(dict(type='SEResNet', depth=50))
     original = model.state_dict()
     state, backbone = convert({'state_dict': original, 'meta': {}}, 'mmpretrain')
-    assert backbone == dict(type='SEResNet', depth=50, se_ratio=16)
+    assert backbone == dict(type='SEResNet', depth=50, se_ratio=16, se_cfg=dict(divisor=1))
     assert list(state) == list(original)
     assert all(torch.equal(state[k], original[k]) for k in original)
 
@@ -264,7 +264,7 @@ def test_mmpretrain_2020_checkpoint():
     published = {'meta': {'mmcls_version': '0.12.0', 'CLASSES': ['a']},
                  'state_dict': OrderedDict(source.state_dict())}
     state, backbone = convert(published, 'mmpretrain')
-    assert backbone == dict(type='SEResNet', depth=50, se_ratio=16)
+    assert backbone == dict(type='SEResNet', depth=50, se_ratio=16, se_cfg=dict(divisor=1))
     assert all(torch.equal(state[k], v) for k, v in published['state_dict'].items())
 
 
