@@ -58,7 +58,8 @@ def test_forward_hooks_fire_as_on_mmdet_resnet(train):
     outputs, records = [], []
     for m in (model, ref):
         seen = record(m, 'layer1.1')
-        outputs.append(m.train(train)(image)[0])
+        m.train(train)  # mmdet's ResNet.train returns None
+        outputs.append(m(image)[0])
         records.append(seen)
     assert set(records[0]) == set(HOOKED)
     for name in HOOKED:
@@ -142,7 +143,11 @@ def test_onnx_export_faster_rcnn_se_backbone_and_fpn(tmp_path):
 def test_fx_graph_mode_qat_wraps_the_se_convs():
     from torch.ao.nn.intrinsic.qat import ConvReLU2d
     from torch.ao.nn.qat import Conv2d as QATConv2d
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization import (
+        disable_fake_quant,
+        disable_observer,
+        get_default_qat_qconfig_mapping,
+    )
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
     model = se_resnet50(base_channels=16).train()
     image = torch.randn(2, 3, 64, 64)
@@ -153,18 +158,18 @@ def test_fx_graph_mode_qat_wraps_the_se_convs():
         if name.endswith('se_layer'):
             assert type(modules[f'{name}.conv1.conv']) is ConvReLU2d, name
             assert type(modules[f'{name}.conv2.conv']) is QATConv2d, name
-    outputs = prepared(image)
-    expected = model(image)
-    for a, b in zip(outputs, expected):
-        assert a.shape == b.shape and torch.isfinite(a).all()
-        # fake quantisation to 8 bits: close to the float model, not equal to it
-        assert not torch.equal(a, b)
-        torch.testing.assert_close(a, b, rtol=0.25, atol=0.25 * b.std().item())
+    assert all(torch.isfinite(o).all() for o in prepared(image))  # fake-quantised
+    # without fake quantisation the QAT graph computes what the float model computes
+    prepared.apply(disable_fake_quant)
+    prepared.apply(disable_observer)
+    for a, b in zip(prepared(image), model(image)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(not hasattr(torch, 'compile'), reason='torch.compile needs torch >= 2')
-def test_torch_compile_inductor_equals_eager():
+def test_torch_compile_inductor_equals_eager(tmp_path, monkeypatch):
     """The default backend (inductor, C++ code generated and compiled here) on inference."""
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path))  # no cache of other runs
     torch.manual_seed(0)
     model = randomise_norms(SEResNet(18, base_channels=8, se_ratio=4)).eval()
     image = torch.randn(2, 3, 32, 32)
@@ -176,7 +181,8 @@ def test_torch_compile_inductor_equals_eager():
 
 
 @pytest.mark.slow
-def test_torch_compile_inductor_training_equals_eager():
+def test_torch_compile_inductor_training_equals_eager(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path))
     torch.manual_seed(0)
     model = randomise_norms(SEResNet(18, base_channels=8, se_ratio=4)).train()
     compiled_model = copy.deepcopy(model)
