@@ -63,17 +63,22 @@ def keep_freed_memory() -> bool:
                 and mallopt(m_trim_threshold, 2**31 - 1))
 
 
-def classifiers() -> dict[str, nn.Module]:
-    """Each SE-ResNet-50 and its plain ResNet-50 as 1000-class ImageNet classifiers."""
+def classifiers(peers: bool = True) -> dict[str, nn.Module]:
+    """Each SE-ResNet-50 and its plain ResNet-50 as 1000-class ImageNet classifiers
+    (only seplugin's and mmdet's without ``peers``)."""
     from mmdet.models.backbones import ResNet
     from mmpretrain.models import ResNet as PretrainResNet
     from mmpretrain.models import SEResNet as PretrainSEResNet
     models = {
         'seplugin SE-ResNet-50': classifier(dict(type='SEResNet', depth=50)),
         PLAIN: classifier(dict(type=ResNet, depth=50, norm_eval=False)),
+    }
+    if not peers:
+        return models
+    models.update({
         'mmpretrain SE-ResNet-50': classifier(dict(type=PretrainSEResNet, depth=50)),
         'mmpretrain ResNet-50': classifier(dict(type=PretrainResNet, depth=50)),
-    }
+    })
     try:
         import timm
     except ImportError:
@@ -163,7 +168,7 @@ def run(args) -> dict:
     torch.manual_seed(0)
     results = {'machine': machine(), 'batch': args.batch, 'size': args.size,
                'repeats': args.repeats, 'seconds': {}, 'memory': {}}
-    models = {name: model.to(device) for name, model in classifiers().items()}
+    models = {name: model.to(device) for name, model in classifiers(args.peers).items()}
     timed = dict(models, **{CONTROL: copy.deepcopy(models[PLAIN])})
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     labels = torch.randint(0, 1000, (args.batch,), device=device)
@@ -231,8 +236,9 @@ def ratios(results: dict) -> list[dict]:
                                  target=TARGET if se.startswith('seplugin') else None))
         peers = [seconds[se] for se in SE_MODELS if se in seconds and
                  not se.startswith('seplugin')]
-        rows.append(dict(measure=mode, model='seplugin / fastest peer SE-ResNet-50',
-                         ratio=seconds['seplugin SE-ResNet-50'] / min(peers), target=1.0))
+        if peers:
+            rows.append(dict(measure=mode, model='seplugin / fastest peer SE-ResNet-50',
+                             ratio=seconds['seplugin SE-ResNet-50'] / min(peers), target=1.0))
         if CONTROL in seconds:
             rows.append(dict(measure=mode, model=CONTROL_ROW,
                              ratio=seconds[CONTROL] / seconds[PLAIN], target=None))
@@ -312,6 +318,8 @@ def main() -> None:
     parser.add_argument('--det-repeats', type=int, default=15)
     parser.add_argument('--json', help='write the measurements and ratios here')
     parser.add_argument('--plot', help='write a bar chart of the ratios here (PNG)')
+    parser.add_argument('--no-peers', dest='peers', action='store_false',
+                        help="leave out MMPretrain's and timm's models (a shorter run)")
     parser.add_argument('--system-malloc', action='store_true',
                         help="leave malloc's defaults (see keep_freed_memory)")
     args = parser.parse_args()

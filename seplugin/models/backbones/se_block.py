@@ -7,13 +7,21 @@ ReLU) is written here, because the paper's placements need to reach both of its 
 """
 import torch
 import torch.utils.checkpoint as cp
+from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.models.backbones.resnext import Bottleneck as ResNeXtBottleneck
 from torch import nn
+from torch.fx.experimental.proxy_tensor import ProxyTorchDispatchMode
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from seplugin.models.layers.se_layer import SELayer
-from seplugin.models.layers.se_residual import batch_norm_affine, se_residual_relu
+from seplugin.models.layers.se_residual import (
+    LEAN_TAIL_ENV,
+    batch_norm_affine,
+    lean_tail_env,
+    se_residual_relu,
+)
 
 # Where SE sits in a residual unit (the paper's integration study, Fig. 5 and Table 14):
 SE_POSITIONS = (
@@ -23,6 +31,39 @@ SE_POSITIONS = (
     'identity',  # on the shortcut, in parallel with the residual branch
     '3x3',       # after the 3x3 conv (+BN+ReLU) of a bottleneck: the paper's SE_3x3
 )
+# The gate modules SELayer builds (ConvModule's act_cfg); the lean tail computes these.
+_GATE_MODULES = {'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh, 'relu': nn.ReLU,
+                 'hsigmoid': nn.Hardsigmoid}
+# Module hooks the lean tail would bypass (torch keeps the global ones as _global<name>).
+_HOOK_DICTS = ('_forward_hooks', '_forward_pre_hooks', '_backward_hooks',
+               '_backward_pre_hooks')
+
+
+def _global_module_hooks() -> bool:
+    """Whether hooks registered for every module (``register_module_forward_hook``...) exist."""
+    module = torch.nn.modules.module
+    return any(getattr(module, f'_global{name}', None) for name in _HOOK_DICTS)
+
+
+def _is_fx_tracing() -> bool:
+    """torch.fx symbolic tracing (is_fx_symbolic_tracing: newer torch; is_fx_tracing: 2.1)."""
+    trace = torch.fx._symbolic_trace
+    return (getattr(trace, 'is_fx_symbolic_tracing', None) or trace.is_fx_tracing)()
+
+
+def _is_compiling() -> bool:
+    """torch.compile's or torch.export's tracing (torch.compiler.is_compiling: torch >= 2.3)."""
+    is_compiling = getattr(torch.compiler, 'is_compiling', None)
+    if is_compiling is None:
+        from torch import _dynamo
+        is_compiling = _dynamo.is_compiling
+    return is_compiling()
+
+
+def _is_make_fx_tracing() -> bool:
+    """make_fx-style tracing (non-strict torch.export, AOT autograd), as torch's
+    nn.MultiheadAttention tests it."""
+    return any(type(m) is ProxyTorchDispatchMode for m in _get_current_dispatch_mode_stack())
 
 
 class SEBlockMixin:
@@ -145,35 +186,98 @@ class SEBlockMixin:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
         return out
 
+    # Per-block switch of the lean SE tail (also SEPLUGIN_LEAN_TAIL=0 for the process).
+    lean_tail: bool = True
+
+    def why_not_lean_tail(self, x: torch.Tensor) -> str:
+        """Why this block does not take the lean SE tail for input ``x``; '' when it does.
+
+        The lean tail (``se_residual.py``) computes ``relu(bn(z) * gate + identity)``
+        without calling the last norm, the SE layer or its convs as modules, and without
+        keeping ``bn(z)`` for backward. It is taken only where nobody can tell the
+        difference, as torch's own fast paths (``nn.MultiheadAttention``) decide; otherwise
+        the block calls ``norm(x)``, ``se_layer(x)`` and the convs as modules, with the
+        same numbers. This is the single entry point for any fused SE tail.
+        """
+        # Tracers first, before anything is read from a tensor: FX's proxies cannot
+        # answer data-dependent questions.
+        if torch.jit.is_scripting():
+            return 'torch.jit scripting'
+        if _is_make_fx_tracing():  # before FX: make_fx also sets FX's tracing flag
+            return 'make_fx tracing'
+        if _is_fx_tracing():
+            return 'torch.fx symbolic tracing'
+        if torch.onnx.is_in_onnx_export():
+            return 'ONNX export'
+        if torch.jit.is_tracing():
+            return 'torch.jit tracing'
+        if _is_compiling():
+            # the compiler sees the plain graph and plans memory itself
+            return 'torch.compile / torch.export tracing'
+        if getattr(torch._C, '_are_functorch_transforms_active', bool)():
+            return 'a torch.func transform (vmap, grad, ...)'
+        if not self.lean_tail:
+            return 'switched off: lean_tail is False'
+        if not lean_tail_env():
+            return f'switched off: {LEAN_TAIL_ENV}=0'
+        if self.se_position != 'standard':
+            return f'SE position {self.se_position!r} (the lean tail is the standard one)'
+        if getattr(self, 'after_conv3_plugin_names', None):
+            return f'plugins after the last conv: {self.after_conv3_plugin_names}'
+        if self.training and isinstance(self.drop_path, DropPath):
+            return 'stochastic depth while training'
+        # module dicts read directly: this runs on every forward
+        norm, se = self.last_norm, self._modules['se_layer']
+        if type(norm) is not nn.BatchNorm2d:
+            return f'the last norm is {type(norm).__name__}, not torch.nn.BatchNorm2d'
+        if type(se) is not SELayer or se._modules.keys() != {'conv1', 'conv2'}:
+            return 'the SE layer is not an SELayer as built (replaced or wrapped)'
+        modules = {'last norm': norm, 'se_layer': se}
+        tensors = [x, *norm._parameters.values(), *norm._buffers.values()]
+        for name, conv in se._modules.items():
+            gate = nn.ReLU if name == 'conv1' else _GATE_MODULES[se.gate_type]
+            children = conv._modules
+            if type(conv) is not ConvModule or children.keys() != {'conv', 'activate'} \
+                    or type(children['conv']) is not nn.Conv2d \
+                    or type(children['activate']) is not gate:
+                return f'se_layer.{name} is not as SELayer builds it (replaced or wrapped)'
+            modules[f'se_layer.{name}'] = conv
+            modules.update((f'se_layer.{name}.{n}', m) for n, m in children.items())
+            tensors += children['conv']._parameters.values()
+        for name, module in modules.items():
+            if any(getattr(module, d) for d in _HOOK_DICTS):
+                return f'hooks on {name}'
+        if _global_module_hooks():
+            return 'global module hooks'
+        if torch.overrides.has_torch_function(tensors):
+            return 'a tensor subclass or __torch_function__ override'
+        return ''
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lean = not self.why_not_lean_tail(x)
+
         def unit(x: torch.Tensor) -> torch.Tensor:
             identity = x if self.downsample is None else self.downsample(x)
             if self.se_position == 'identity':
                 identity = self.se_layer(identity)
             out = self.residual_branch(self.se_layer(x) if self.se_position == 'pre' else x)
-            if self._fused_se_tail():
+            if lean:
                 # relu(bn(out) * gate + identity), without keeping bn(out) for backward
                 scaled, affine = batch_norm_affine(self.last_norm, out)
-                return se_residual_relu(scaled, self.se_layer.gate(scaled), identity, out,
-                                        affine)
+                return se_residual_relu(scaled, self.se_layer.lean_gate(scaled), identity,
+                                        out, affine)
             out = self.branch_end(out)
             if self.se_position == 'standard':
                 out = self.se_layer(out)
-            out = self.drop_path(out)
-            out += identity
-            return self.relu(out)
+            # out of place: a full backward hook on se_layer returns a view that may not
+            # be modified in place
+            return self.relu(self.drop_path(out) + identity)
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(unit, x, use_reentrant=False)
         else:
             out = unit(x)
         return self.se_layer(out) if self.se_position == 'post' else out
-
-    def _fused_se_tail(self) -> bool:
-        """Standard SE right after the last BN, and no stochastic depth in this pass."""
-        return (self.se_position == 'standard'
-                and not getattr(self, 'after_conv3_plugin_names', None)
-                and not (self.training and isinstance(self.drop_path, DropPath)))
 
 
 class SEBasicBlock(SEBlockMixin, BasicBlock):

@@ -122,28 +122,45 @@ class SELayer(BaseModule):
         self.squeeze_channels = squeeze_channels
         self.squeeze = squeeze
         self.gate_type = gate
+        # ReLU not in place (it saves nothing on a 1x1 map): full backward hooks on conv1
+        # or its conv hand it a view that may not be modified in place
         self.conv1 = ConvModule(in_channels, squeeze_channels, 1, bias=bias,
-                                act_cfg=dict(type='ReLU'))
+                                act_cfg=dict(type='ReLU'), inplace=False)
         self.conv2 = ConvModule(squeeze_channels, in_channels, 1, bias=bias,
                                 act_cfg=dict(type=GATES[gate]))
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-channel excitation of ``x``, shape (N, C, 1, 1).
+        """Per-channel excitation of ``x``, shape (N, C, 1, 1): the squeeze, then the two
+        ConvModules called as modules (their hooks fire, wrappers that replace them run).
+
+        The squeeze is ``mean``, which accumulates half-precision maps in float32: a
+        ``sum`` of an fp16 map above 65,504 elements of size ~1 overflows.
+        """
+        pooled = x.mean((2, 3), keepdim=True) if self.squeeze == 'avg' \
+            else x.amax((2, 3), keepdim=True)
+        return self.conv2(self.conv1(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+    def lean_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`gate` as the lean SE tail of a residual block computes it, for use only
+        where nobody can tell (see ``SEBlockMixin.why_not_lean_tail``).
 
         The 1x1 convs see a 1x1 map, so they run as the matrix products they are
         (``F.linear`` on their own weights): the same numbers up to float rounding, while
         conv2d's overhead on such inputs made it a large share of SE's training time on
-        the CPU.
+        the CPU. The average is a sum accumulated in at least float32 divided by H*W:
+        ``mean``'s numbers, and its backward is a broadcast view where ``mean``'s writes
+        a full map.
         """
-        # sum / HW is mean bit for bit, and its backward is a broadcast view, where
-        # mean's writes a full map
-        pooled = x.sum((2, 3)) / (x.shape[2] * x.shape[3]) if self.squeeze == 'avg' \
-            else x.amax((2, 3))
+        if self.squeeze == 'avg':
+            accumulate = torch.promote_types(x.dtype, torch.float32)
+            pooled = (x.sum((2, 3), dtype=accumulate) / (x.shape[2] * x.shape[3])).to(x.dtype)
+        else:
+            pooled = x.amax((2, 3))
         hidden = self.conv1.activate(_fc(self.conv1.conv, pooled))
         return self.conv2.activate(_fc(self.conv2.conv, hidden))[:, :, None, None]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
 
     @torch.no_grad()
     def start_constant(self, where: str = 'steep') -> float:

@@ -4,21 +4,22 @@ Written plainly, autograd keeps ``x = bn(z)`` alive for the gradient of the gate
 ``sum_hw(grad * x)``: one more activation map per block, about 24% more training memory
 for SE-ResNet-50 than for ResNet-50, although SE adds 0.26% FLOPs. But a BatchNorm is
 per-channel affine, ``x = alpha * z + beta``, and its own backward keeps ``z`` anyway, so
+``x`` can be rebuilt in backward from ``z`` and ``alpha, beta`` (two numbers per channel,
+from the statistics the BN computed in forward) with one fused multiply-add, in at least
+float32. ``x`` is then dead after the forward and is overwritten by the output. Outputs and
+gradients equal the plain formula's up to float rounding: the scale and addition are one
+fused multiply-add, and the rebuilt ``x`` is not rounded to a half-precision dtype.
+(Expanding the sum instead, ``alpha * sum_hw(grad * z) + beta * sum_hw(grad)``, needs no
+rebuilt map but cancels when ``|mean(z)| >> std(z)``, where ``beta ~ -mean * alpha``.)
 
-    sum_hw(grad * x) = alpha * sum_hw(grad * z) + beta * sum_hw(grad)
-
-needs nothing more than ``alpha, beta`` (two numbers per channel, from the statistics the
-BN computed in forward). ``x`` is then dead after the forward and is overwritten by the
-output; nothing is recomputed. Outputs and gradients equal the plain formula's up to float
-rounding: the scale and addition are one fused multiply-add, and the gate's gradient comes
-from differently ordered sums.
-
-Where ``x`` is not the output of torch's own BatchNorm (GroupNorm, SyncBN, a plugin after
-the last conv), :func:`se_residual_relu` keeps ``x`` as autograd would.
+Whether a block may take this path at all is decided in one place,
+``SEBlockMixin.why_not_lean_tail``. A later double backward (``create_graph=True``) cannot
+be foreseen there; it raises an error naming the switch that turns the lean tail off.
 """
+import os
+
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
@@ -66,6 +67,39 @@ def _scale_add_relu_(x: torch.Tensor, gate: torch.Tensor,
     return torch.addcmul(identity, x, gate).relu_()
 
 
+LEAN_TAIL_ENV = 'SEPLUGIN_LEAN_TAIL'
+LEAN_TAIL_SWITCH = (f'{LEAN_TAIL_ENV}=0 in the environment, or lean_tail = False on the SE '
+                    'blocks (see README, "Speed and memory")')
+
+
+def lean_tail_env() -> bool:
+    """The process-wide switch: ``SEPLUGIN_LEAN_TAIL=0`` turns the lean tail off."""
+    value = os.environ.get(LEAN_TAIL_ENV, '1').strip().lower()
+    if value in ('1', 'true', 'on', 'yes', ''):
+        return True
+    if value in ('0', 'false', 'off', 'no'):
+        return False
+    raise ValueError(f'{LEAN_TAIL_ENV}={value!r} is not understood; expected 0 (lean SE tail '
+                     'off) or 1 (on, the default)')
+
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Passes gradients through in a backward run with ``create_graph=True`` and raises
+    when they are differentiated again (what ``once_differentiable`` does, with a message
+    that names the switch)."""
+
+    @staticmethod
+    def forward(ctx, anchor, *grads):
+        return tuple(g.clone() for g in grads)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            "seplugin's lean SE tail has no double backward (create_graph=True followed by "
+            'a backward through the gradients, e.g. a gradient penalty). Use the plain '
+            f'path: {LEAN_TAIL_SWITCH}.')
+
+
 class _SEResidualReLU(torch.autograd.Function):
     """``relu(x * gate + identity)`` keeping the output, the gate and either ``x`` or
     the BN input ``z`` with ``x = alpha * z + beta``."""
@@ -83,20 +117,34 @@ class _SEResidualReLU(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
         out, gate, source, alpha, beta = ctx.saved_tensors
+        with torch.no_grad():
+            grads = _SEResidualReLU._grads(ctx, grad_out, out, gate, source, alpha, beta)
+        if not torch.is_grad_enabled():
+            return grads
+        # create_graph=True: the gradients must not be differentiated again
+        anchor = grad_out.new_empty(0).requires_grad_()
+        differentiable = [i for i, g in enumerate(grads) if g is not None]
+        wrapped = _NoDoubleBackward.apply(anchor, *[grads[i] for i in differentiable])
+        grads = list(grads)
+        for i, g in zip(differentiable, wrapped):
+            grads[i] = g
+        return tuple(grads)
+
+    @staticmethod
+    def _grads(ctx, grad_out, out, gate, source, alpha, beta):
         # ReLU's own backward, on the output that the next block keeps anyway
         grad = torch.ops.aten.threshold_backward(grad_out, out, 0)
         buffer = grad_gate = None
         if ctx.needs_input_grad[1]:
-            buffer = grad * source
+            if alpha is None:  # source is x
+                buffer = grad * source
+            else:  # x = alpha * z + beta rebuilt in (at least) float32, then grad * x
+                buffer = torch.addcmul(beta[:, None, None], source, alpha[:, None, None])
+                buffer.mul_(grad)
             accumulate = torch.promote_types(buffer.dtype, torch.float32)
-            grad_gate = buffer.sum((2, 3), keepdim=True, dtype=accumulate)
-            if alpha is not None:
-                grad_gate = (alpha[:, None, None] * grad_gate + beta[:, None, None]
-                             * grad.sum((2, 3), keepdim=True, dtype=accumulate))
-            grad_gate = grad_gate.to(gate.dtype)
+            grad_gate = buffer.sum((2, 3), keepdim=True, dtype=accumulate).to(gate.dtype)
         grad_x = None
         if ctx.needs_input_grad[0]:
             reuse = buffer is not None and buffer.dtype == torch.result_type(grad, gate)

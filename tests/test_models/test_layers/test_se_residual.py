@@ -82,14 +82,17 @@ def test_equals_plain_formula_in_float64(norm):
         torch.testing.assert_close(buffer, buffer_ref, rtol=0, atol=0)
 
 
-def test_output_is_one_fused_multiply_add_bit_for_bit():
+@pytest.mark.parametrize('requires_grad', [False, True])
+def test_output_is_one_fused_multiply_add_bit_for_bit(requires_grad):
+    """Against x * gate + identity computed in float64 (exact product) rounded once."""
     torch.manual_seed(0)
     x, identity = torch.randn(2, 8, 6, 6), torch.randn(2, 8, 6, 6)
     gate = torch.rand(2, 8, 1, 1)
-    expected = F.relu(torch.addcmul(identity, x, gate))
-    assert torch.equal(se_residual_relu(x.clone(), gate, identity), expected)
-    # within rounding of the twice-rounded formula
-    torch.testing.assert_close(expected, F.relu(x * gate + identity))
+    once = F.relu((x.double() * gate.double() + identity.double()).float())
+    twice = F.relu(x * gate + identity)
+    assert not torch.equal(twice, once)  # the test can tell one rounding from two
+    out = se_residual_relu(x.clone().requires_grad_(requires_grad), gate, identity)
+    assert torch.equal(out, once)
 
 
 def test_keeps_one_map_less_than_the_plain_formula():
@@ -154,7 +157,8 @@ def test_peak_memory_over_resnet_does_not_grow_with_the_input():
 
 
 def test_block_training_and_inference_equal_plain_formula():
-    """Whole network, float64: the fused tail against the formula in train and eval."""
+    """Whole network, float64: the lean tail against the formula and the plain module
+    path (lean_tail off) in train and eval."""
     torch.manual_seed(0)
     model = SEResNet(50, base_channels=8, se_ratio=4).double()
     for m in model.modules():
@@ -163,19 +167,24 @@ def test_block_training_and_inference_equal_plain_formula():
     image = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     for mode in (True, False):
         results = []
-        for tail in (se_residual_relu, plain_tail):
+        # the lean tail, the formula in its place, and the plain module path
+        for tail, lean in ((se_residual_relu, True), (plain_tail, True),
+                           (se_residual_relu, False)):
             with blocks_using(tail):
                 copied = copy.deepcopy(model).train(mode)
+                for block in copied.blocks():
+                    block.lean_tail = lean
                 out = copied(image)[-1]
                 out.square().mean().backward()
             results.append((out, [p.grad for p in copied.parameters()],
                             list(copied.buffers())))
-        (out, grads, buffers), (out_ref, grads_ref, buffers_ref) = results
-        torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
-        for grad, grad_ref in zip(grads, grads_ref):
-            torch.testing.assert_close(grad, grad_ref, rtol=1e-8, atol=1e-12)
-        for buffer, buffer_ref in zip(buffers, buffers_ref):
-            torch.testing.assert_close(buffer, buffer_ref, rtol=1e-10, atol=0)
+        (out, grads, buffers), *references = results
+        for out_ref, grads_ref, buffers_ref in references:
+            torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
+            for grad, grad_ref in zip(grads, grads_ref):
+                torch.testing.assert_close(grad, grad_ref, rtol=1e-8, atol=1e-12)
+            for buffer, buffer_ref in zip(buffers, buffers_ref):
+                torch.testing.assert_close(buffer, buffer_ref, rtol=1e-10, atol=0)
 
 
 def test_no_grad_inference_equals_autograd_forward():
@@ -220,24 +229,28 @@ def test_channels_last_block_equals_contiguous():
 
 
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_autocast_block_matches_plain_formula(dtype):
+def test_autocast_block_matches_plain_path(dtype):
+    """A whole block under autocast: the lean tail and the plain module path agree within
+    the dtype's precision, element by element (outputs and every gradient)."""
+    if not autocast_runs(dtype):
+        pytest.skip(f'{dtype} autocast does not run here')
     block, x = a_block('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        fused = block_results(block, x, se_residual_relu, dtype)
-    except RuntimeError as error:  # e.g. float16 autocast on a CPU build without it
-        pytest.skip(f'{dtype} autocast does not run here: {error}')
-    plain = block_results(block, x, plain_tail, dtype)
+    fused = block_results(block, x, se_residual_relu, dtype)
+    block.lean_tail = False
+    plain = block_results(block, x, se_residual_relu, dtype)
     assert fused[0].dtype == dtype
+    eps = torch.finfo(dtype).eps
     for a, b in zip(fused, plain):
         assert torch.isfinite(a).all()
-        scale = b.float().abs().max()
-        torch.testing.assert_close(a.float() / scale, b.float() / scale, rtol=0, atol=0.02)
+        torch.testing.assert_close(a.float(), b.float(), rtol=8 * eps, atol=8 * eps)
 
 
 def test_torch_compile_matches_eager():
+    """Compiled, the blocks take the plain path; eager, the lean tail. float64: a BN over
+    the 1x1 map of two images amplifies float32 rounding differences too much."""
     torch.manual_seed(0)
-    model = SEResNet(18, base_channels=8, se_ratio=4).train()
-    image = torch.randn(2, 3, 32, 32)
+    model = SEResNet(18, base_channels=8, se_ratio=4).double().train()
+    image = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     compiled_model = copy.deepcopy(model)
     compiled = torch.compile(compiled_model, backend='aot_eager')
     for forward in (model, compiled):
@@ -248,15 +261,134 @@ def test_torch_compile_matches_eager():
         torch.testing.assert_close(p.grad, q.grad)
 
 
-def test_fallbacks_keep_x():
-    """SyncBN (statistics of other processes) and non-BN norms: no affine, x is kept."""
+def saved_storages(fn) -> list[int]:
+    """Data pointers of the tensors autograd saves while ``fn`` runs."""
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.untyped_storage().data_ptr())
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return saved
+
+
+@pytest.mark.parametrize('norm', [nn.SyncBatchNorm(4).eval(), nn.GroupNorm(2, 4),
+                                  nn.Identity()], ids=['syncbn eval', 'group norm', 'none'])
+def test_fallbacks_keep_x(norm):
+    """SyncBN (statistics of other processes) and non-BN norms: no affine, and the tail
+    keeps x for the gate's gradient, which then equals the plain formula's."""
     z = torch.randn(2, 4, 3, 3, requires_grad=True)
-    for norm in (nn.SyncBatchNorm(4).eval(), nn.GroupNorm(2, 4), nn.Identity()):
-        x, affine = batch_norm_affine(norm, z)
-        assert affine is None
-        torch.testing.assert_close(x, norm(z))
+    gate = torch.rand(2, 4, 1, 1, requires_grad=True)
+    identity = torch.randn(2, 4, 3, 3)
+    x, affine = batch_norm_affine(norm, z)
+    assert affine is None
+    torch.testing.assert_close(x, norm(z))
+    x_storage, outs = x.untyped_storage().data_ptr(), []
+    saved = saved_storages(lambda: outs.append(se_residual_relu(x, gate, identity, z, affine)))
+    assert x_storage in saved
+    grad, = torch.autograd.grad(outs[0].sum(), gate)
+    ref, = torch.autograd.grad(plain_tail(norm(z), gate, identity).sum(), gate)
+    torch.testing.assert_close(grad, ref)
     with torch.no_grad():  # nothing to keep: no affine either
         assert batch_norm_affine(nn.BatchNorm2d(4), z)[1] is None
+
+
+def test_batch_norm_path_keeps_z_not_x():
+    bn = nn.BatchNorm2d(4)
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    gate = torch.rand(2, 4, 1, 1, requires_grad=True)
+    x, affine = batch_norm_affine(bn, z)
+    x_storage = x.untyped_storage().data_ptr()
+    saved = saved_storages(lambda: se_residual_relu(x, gate, torch.randn(2, 4, 3, 3), z,
+                                                    affine))
+    assert z.untyped_storage().data_ptr() in saved
+    # x's storage now holds the output (saved for ReLU's backward); x itself is not kept
+    assert saved.count(x_storage) == 1
+
+
+def autocast_runs(dtype) -> bool:
+    """Whether autocast to ``dtype`` works on this device, probed on a plain matmul."""
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        with torch.autocast(device, dtype=dtype):
+            torch.mm(torch.ones(2, 2, device=device), torch.ones(2, 2, device=device))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize('ratio', [0, 1, 10, 100])
+def test_autocast_gate_gradient_at_least_as_close_as_plain_formula(dtype, ratio):
+    """|mean(z)| / std(z) = ratio: the gate's gradient is never further from a float64
+    reference (rounded to the gate's dtype) than the plain formula's, element by element.
+    Expanding sum(g * x) as alpha * sum(g * z) + beta * sum(g) fails this from ratio 10."""
+    if not autocast_runs(dtype):
+        pytest.skip(f'{dtype} autocast does not run here')
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    torch.manual_seed(0)
+    bn = randomise(nn.BatchNorm2d(6)).to(device)
+    z = (torch.randn(4, 6, 12, 12, device=device) + ratio).to(dtype)
+    gate = torch.rand(4, 6, 1, 1, device=device).to(dtype)
+    identity = (torch.rand(4, 6, 12, 12, device=device) + 8).to(dtype)  # one ReLU mask
+    weights = torch.randn(4, 6, 12, 12, device=device).to(dtype)
+    grads = {}
+    for name in ('lean', 'plain', 'float64'):
+        norm, g = copy.deepcopy(bn), gate.clone().requires_grad_()
+        if name == 'float64':
+            out = plain_tail(norm.double()(z.double()), g.double(), identity.double())
+            out.backward(weights.double())
+        else:
+            with torch.autocast(device, dtype=dtype):
+                if name == 'lean':
+                    x, affine = batch_norm_affine(norm, z)
+                    out = se_residual_relu(x, g, identity, z, affine)
+                else:
+                    out = plain_tail(norm(z), g, identity)
+            assert out.dtype == dtype
+            out.backward(weights)
+        grads[name] = g.grad.double()
+    lean_error = (grads['lean'] - grads['float64']).abs()
+    plain_error = (grads['plain'] - grads['float64']).abs()
+    assert (lean_error <= plain_error).all()
+    torch.testing.assert_close(grads['lean'], grads['float64'],
+                               rtol=torch.finfo(dtype).eps, atol=1e-3)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_squeeze_of_a_large_half_map_does_not_overflow(dtype):
+    """An 800x1333 image at stride 4 is a 200x334 map: 66,800 elements, and a float16 sum
+    of values ~1.5 overflows (65,504)."""
+    from seplugin.models import SELayer
+    torch.manual_seed(0)
+    se = SELayer(16, ratio=4)
+    x = torch.rand(1, 16, 200, 334) + 1
+    expected = se.gate(x)
+    se = se.to(dtype)
+    for gate in (se.gate, se.lean_gate):
+        out = gate(x.to(dtype)).float()
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out, expected, rtol=4 * torch.finfo(dtype).eps,
+                                   atol=4 * torch.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('lean', [True, False], ids=['lean', 'plain'])
+def test_half_precision_block_inference_on_a_detection_sized_map(dtype, lean):
+    """``model.half()`` / bf16 inference of a stride-4 block (256 channels) on the map of
+    an 800x1333 image: finite, and equal to float32 within the dtype's precision."""
+    torch.manual_seed(0)
+    block = SEResNet(50).layer1[1].eval()
+    randomise(block.norm3)
+    block.lean_tail = lean
+    x = torch.rand(1, 256, 200, 334)
+    with torch.no_grad():
+        expected = block(x)
+        out = copy.deepcopy(block).to(dtype)(x.to(dtype)).float()
+    assert torch.isfinite(out).all()
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out, expected, rtol=8 * eps, atol=8 * eps)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
