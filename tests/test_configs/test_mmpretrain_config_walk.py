@@ -32,10 +32,9 @@ UPSTREAM = {name: getattr(upstream, name)
 # plain ResNets become seplugin's SEResNet with the stem and shortcut their class sets
 SWITCH = {'ResNet': {}, 'ResNetV1c': dict(deep_stem=True, avg_down=False),
           'ResNetV1d': dict(deep_stem=True, avg_down=True)}
-# one config per kind: BasicBlock, deep stem, deep stem with avg_down, SE, SE-ResNeXt
-FAST = ('resnet/resnet18_8xb32_in1k.py', 'resnet/resnetv1c50_8xb32_in1k.py',
-        'resnet/resnetv1d50_8xb32_in1k.py', 'seresnet/seresnet50_8xb32_in1k.py',
-        'seresnet/seresnext50-32x4d_8xb32_in1k.py')
+# one config per kind: BasicBlock, deep stem with avg_down, SE, SE-ResNeXt
+FAST = ('resnet/resnet18_8xb32_in1k.py', 'resnet/resnetv1d50_8xb32_in1k.py',
+        'seresnet/seresnet50_8xb32_in1k.py', 'seresnet/seresnext50-32x4d_8xb32_in1k.py')
 
 
 def find_backbones(node, where='model'):

@@ -31,7 +31,7 @@ def build(cfg: dict, scope: str = 'mmpretrain') -> torch.nn.Module:
         return MMPRETRAIN_MODELS.build(cfg)
 
 
-def assert_same_function(ref, ours, in_channels=3, size=64):
+def assert_same_function(ref, ours, in_channels=3, size=48):
     """Strict load, then equal outputs with running statistics (float32) and with batch
     statistics and stochastic depth (float64: the lean SE tail of a training pass rounds
     differently in float32, ~1e-4 on outputs of scale 6, and agrees to 1e-13 in float64)."""
@@ -87,19 +87,16 @@ def test_defaults_are_mmpretrains():
 # narrow (base_channels=16, SE widths 8..32) unless the option is about widths
 @pytest.mark.parametrize('kwargs', [
     dict(base_channels=16),
-    dict(base_channels=16, avg_down=True),
-    dict(base_channels=16, deep_stem=True),
     dict(base_channels=16, deep_stem=True, avg_down=True, stem_channels=32),
     dict(base_channels=32),                      # the stem stays 64 wide
-    dict(base_channels=16, se_ratio=32),         # SE widths 2..16 rounded to 8..16
-    dict(base_channels=16, se_ratio=8, out_indices=(0, 1, 2, 3)),
-    dict(base_channels=16, style='caffe', frozen_stages=2),
+    dict(base_channels=16, se_ratio=32,          # SE widths 2..16 rounded to 8..16
+         out_indices=(0, 1, 2, 3)),
+    dict(base_channels=16, style='caffe', frozen_stages=2, in_channels=1),
     dict(base_channels=16, frozen_stages=0, norm_eval=True, with_cp=True),
     dict(base_channels=16, num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 2),
          out_indices=(1, 2)),
     dict(base_channels=16, norm_cfg=dict(type='GN', num_groups=4, requires_grad=True),
          deep_stem=True),
-    dict(base_channels=16, in_channels=1),
 ], ids=repr)
 def test_se_resnet_option_matches_mmpretrain(kwargs):
     ref = randomise_norms(UpstreamSEResNet(50, **kwargs))
@@ -110,7 +107,6 @@ def test_se_resnet_option_matches_mmpretrain(kwargs):
 @pytest.mark.parametrize('kwargs', [
     dict(base_channels=16),
     dict(base_channels=16, groups=16, width_per_group=8, avg_down=True, deep_stem=True),
-    dict(base_channels=32, groups=8),
 ], ids=repr)
 def test_se_resnext_option_matches_mmpretrain(kwargs):
     ref = randomise_norms(UpstreamSEResNeXt(50, **kwargs))
@@ -139,15 +135,16 @@ def test_plain_resnet_v1d_with_num_stages_and_drop_path():
 
 
 def test_init_weights_zero_inits_like_mmpretrain():
-    ref = UpstreamSEResNet(50)
+    ref = UpstreamSEResNet(50, base_channels=16)
     ref.init_weights()
-    ours = build(dict(type='SEResNet', depth=50))
+    ours = build(dict(type='SEResNet', depth=50, base_channels=16))
     ours.init_weights()
     assert all(torch.all(b.norm3.weight == 0) for b in ours.blocks())
     assert all(torch.all(m.weight == 1) for m in ours.modules()
                if isinstance(m, _BatchNorm) and not m.weight.eq(0).all())
     # the same rule as MMPretrain: no zero init when the init_cfg loads a checkpoint
-    ours = build(dict(type='SEResNet', depth=50, init_cfg=dict(type='Pretrained', checkpoint='x')))
+    ours = build(dict(type='SEResNet', depth=50, base_channels=16,
+                      init_cfg=dict(type='Pretrained', checkpoint='x')))
     assert all(b.init_cfg is None for b in ours.blocks())
     assert [b.norm3.weight.eq(0).all().item() for b in ref.layer1] == [True] * 3
 
