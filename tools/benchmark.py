@@ -13,20 +13,14 @@ exact: the peak of live tensor storages during one training step (forward, backw
 optimizer step), and the storages autograd keeps for backward; it does not depend on
 timing. Runs on the GPU when there is one.
 """
+from __future__ import annotations
+
 import argparse
 import copy
 import ctypes
 import json
 import os
 import platform
-
-import torch
-import torch.nn.functional as F
-from mmengine.logging import print_log
-from torch import nn
-
-from seplugin.analysis.complexity import build_from_config, classifier, measure_latency
-from seplugin.analysis.memory import PeakTensorMemory, saved_tensor_bytes
 
 MEASUREMENTS = ['memory', 'inference', 'training', 'detection']
 TARGET = 1.03  # SE / plain, for time and memory
@@ -40,6 +34,20 @@ PLAIN = SE_MODELS['seplugin SE-ResNet-50']
 CONTROL_ROW = 'control: identical copy / ResNet-50 (resolution)'
 DETECTORS = {'Faster R-CNN SE-R50-FPN': 'configs/faster_rcnn_se_r50_fpn_coco.py',
              'Faster R-CNN R50-FPN': 'configs/faster_rcnn_r50_fpn_coco.py'}
+
+
+def import_libraries() -> None:
+    """torch, mmengine and seplugin, imported after the arguments are parsed so that
+    ``--help`` and argument errors answer at once."""
+    global torch, F, nn, print_log, build_from_config, classifier, measure_latency, \
+        PeakTensorMemory, saved_tensor_bytes
+    import torch
+    import torch.nn.functional as F
+    from mmengine.logging import print_log
+    from torch import nn
+
+    from seplugin.analysis.complexity import build_from_config, classifier, measure_latency
+    from seplugin.analysis.memory import PeakTensorMemory, saved_tensor_bytes
 
 
 def keep_freed_memory() -> bool:
@@ -324,6 +332,7 @@ def main() -> None:
                         help="leave malloc's defaults (see keep_freed_memory)")
     args = parser.parse_args()
 
+    import_libraries()
     kept = not args.system_malloc and keep_freed_memory()
     results = run(args)
     results['malloc'] = 'freed memory kept for reuse' if kept else 'system default'

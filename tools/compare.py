@@ -15,17 +15,6 @@ import argparse
 import os
 import os.path as osp
 
-from seplugin.analysis.compare import (
-    PAPER,
-    compare,
-    detect_task,
-    markdown,
-    plot,
-    read_run,
-    starting_weights,
-    write_csv,
-)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,10 +22,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--baseline', nargs='+', required=True, help='work dirs of baselines')
     parser.add_argument('--task', choices=['detection', 'classification'],
                         help='default: from the metrics the runs logged')
-    parser.add_argument('--paper', choices=sorted(PAPER), help="the paper's rows to show")
+    parser.add_argument('--paper', help="the paper's rows to show, e.g. coco-r50 (a name it "
+                        'does not know gets the list)')
     parser.add_argument('--out-dir', default='work_dirs/compare')
     args = parser.parse_args(argv)
 
+    # after parsing: --help answers before torch and the OpenMMLab libraries are imported
+    from seplugin.analysis.compare import (
+        PAPER,
+        compare,
+        detect_task,
+        markdown,
+        plot,
+        read_run,
+        starting_weights,
+        write_csv,
+    )
+    if args.paper is not None and args.paper not in PAPER:
+        parser.error(f'--paper {args.paper!r}: expected one of {sorted(PAPER)}')
     task = args.task or detect_task(args.se + args.baseline)
     se = [read_run(d, task) for d in args.se]
     baseline = [read_run(d, task) for d in args.baseline]

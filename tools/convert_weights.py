@@ -15,26 +15,30 @@ import pprint
 import re
 import sys
 
-import torch
-
-from seplugin.checkpoint import load_file
-from seplugin.converters import (
-    DATA_PREPROCESSORS,
-    SOURCE_PREPROCESSING,
-    SOURCES,
-    ConversionError,
-    convert,
-)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='source checkpoint (.pth/.pt/.bin or .safetensors)')
     parser.add_argument('dst', help='where to write the converted checkpoint')
-    parser.add_argument('--source', required=True, choices=SOURCES, help='key layout of src')
+    parser.add_argument('--source', required=True,
+                        help='key layout of src (see the list above; a name it does not know '
+                             'gets the list)')
     parser.add_argument('--backbone-only', action='store_true',
                         help='write only the backbone keys, without the backbone. prefix')
     args = parser.parse_args(argv)
+
+    import torch
+
+    from seplugin.checkpoint import load_file
+    from seplugin.converters import (
+        DATA_PREPROCESSORS,
+        SOURCE_PREPROCESSING,
+        SOURCES,
+        ConversionError,
+        convert,
+    )
+    if args.source not in SOURCES:
+        parser.error(f'--source {args.source!r}: expected one of {SOURCES}')
 
     if re.search(r'resnext?aa\d', osp.basename(args.src)):
         print(f'error: {args.src} is named after a timm "aa" model (anti-aliased, average '

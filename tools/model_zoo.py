@@ -11,13 +11,12 @@ import os.path as osp
 import re
 import sys
 
-from seplugin.zoo import dump, metafiles, model_index, readme_table
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 START, END = '<!-- model-zoo table start -->', '<!-- model-zoo table end -->'
 
 
 def expected_files() -> dict[str, str]:
+    from seplugin.zoo import dump, metafiles, model_index, readme_table
     contents = metafiles(ROOT)
     files = {path: dump(content) for path, content in contents.items()}
     files['model-index.yml'] = model_index()
