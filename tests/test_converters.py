@@ -86,9 +86,11 @@ def imagenet_example(state):
 @pytest.mark.parametrize('name,source,expected', [
     ('seresnet50', 'timm', dict(type='SEResNet', depth=50, se_ratio=16, se_cfg=dict(divisor=1))),
     ('legacy_seresnet50', 'timm-legacy',
-     dict(type='SEResNet', depth=50, style='caffe', stem_pool='ceil', se_ratio=16, se_cfg=dict(divisor=1))),
+     dict(type='SEResNet', depth=50, style='caffe', stem_pool='ceil', se_ratio=16,
+          se_cfg=dict(divisor=1))),
     ('legacy_seresnext50_32x4d', 'cadene',
-     dict(type='SEResNeXt', depth=50, groups=32, base_width=4, stem_pool='ceil', se_ratio=16, se_cfg=dict(divisor=1))),
+     dict(type='SEResNeXt', depth=50, groups=32, base_width=4, stem_pool='ceil', se_ratio=16,
+          se_cfg=dict(divisor=1))),
 ])
 def test_converted_model_gives_the_source_outputs(name, source, expected):
     src = randomise(timm.create_model(name))
