@@ -4,6 +4,7 @@ Process RSS is noisier than the effects worth measuring (allocator caches, page 
 both counts follow tensor storages themselves: every storage an operation creates is
 counted from its creation until Python and autograd release it.
 """
+import gc
 import weakref
 from collections.abc import Callable, Iterable
 
@@ -28,7 +29,23 @@ class PeakTensorMemory(TorchDispatchMode):
         (4000, 2000)
     """
 
+    @staticmethod
+    def supported() -> bool:
+        """Whether this torch lets a storage's release be observed (``weakref.finalize`` on
+        ``untyped_storage()``); torch 2.1's storage wrappers never report it."""
+        released = []
+        tensor = torch.empty(1)
+        weakref.finalize(tensor.untyped_storage(), released.append, True)
+        del tensor
+        gc.collect()
+        return bool(released)
+
     def __init__(self) -> None:
+        if not self.supported():
+            raise RuntimeError(
+                f'PeakTensorMemory needs to see tensor storages released, which torch '
+                f'{torch.__version__} does not report (weakref.finalize on untyped_storage() '
+                'never fires; it does on torch 2.6 and later)')
         super().__init__()
         self.live = 0
         self.peak = 0
