@@ -7,6 +7,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 from seplugin.checkpoint import load_file
@@ -50,11 +51,13 @@ def assert_same_outputs(actual, expected):
 
 
 def classifier(backbone, num_classes=1000):
-    return MODELS.build(dict(
-        type='ImageClassifier', backbone=dict(backbone, out_indices=(3,)),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes,
-                  in_channels=2048 if backbone['depth'] >= 50 else 512))).eval()
+    # in the mmpretrain scope whatever scope an earlier test's runner left current
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(
+            type='ImageClassifier', backbone=dict(backbone, out_indices=(3,)),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=num_classes,
+                      in_channels=2048 if backbone['depth'] >= 50 else 512))).eval()
 
 
 def without_num_batches_tracked(state):

@@ -29,7 +29,7 @@ def randomise_norms(model: nn.Module) -> nn.Module:
 
 def se_resnet50(**kwargs) -> nn.Module:
     torch.manual_seed(0)
-    return randomise_norms(SEResNet(50, **kwargs))
+    return randomise_norms(SEResNet(50, norm_eval=False, **kwargs))
 
 
 def mmdet_se_resnet50(model: nn.Module) -> nn.Module:
@@ -75,7 +75,7 @@ def test_forward_hooks_fire_as_on_mmdet_resnet(train):
 def backbones():
     torch.manual_seed(0)
     return {'SE-ResNet-50': se_resnet50().eval(),
-            'SE-ResNeXt-50': randomise_norms(SEResNeXt(50)).eval()}
+            'SE-ResNeXt-50': randomise_norms(SEResNeXt(50, norm_eval=False)).eval()}
 
 
 @pytest.mark.parametrize('name', ['SE-ResNet-50', 'SE-ResNeXt-50'])
@@ -171,7 +171,7 @@ def test_torch_compile_inductor_equals_eager(tmp_path, monkeypatch):
     """The default backend (inductor, C++ code generated and compiled here) on inference."""
     monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path))  # no cache of other runs
     torch.manual_seed(0)
-    model = randomise_norms(SEResNet(18, base_channels=8, se_ratio=4)).eval()
+    model = randomise_norms(SEResNet(18, norm_eval=False, base_channels=8, se_ratio=4)).eval()
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = model(image)
@@ -185,7 +185,8 @@ def test_torch_compile_inductor_training_equals_eager(tmp_path, monkeypatch):
     """float64: a BN over a 1x1 map of two images amplifies float32 rounding too much."""
     monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path))
     torch.manual_seed(0)
-    model = randomise_norms(SEResNet(18, base_channels=8, se_ratio=4)).double().train()
+    model = randomise_norms(SEResNet(18, norm_eval=False, base_channels=8, se_ratio=4))
+    model = model.double().train()
     compiled_model = copy.deepcopy(model)
     compiled = torch.compile(compiled_model)
     image = torch.randn(2, 3, 32, 32, dtype=torch.float64)

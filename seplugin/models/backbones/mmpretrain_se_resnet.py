@@ -39,6 +39,7 @@ class MMPretrainFlavour:
     """MMPretrain's ResNet defaults and state-dict layout for seplugin's SE backbones.
 
     Compared with the MMDetection flavour (:class:`SEResNet`): ``out_indices=(3,)``,
+    ``norm_eval=False``,
     ``stem_channels=64`` whatever ``base_channels`` is, MMPretrain's ``init_cfg`` (Kaiming
     convs, unit norms) with its ``zero_init_residual`` rule (applied unless the init_cfg
     loads a ``Pretrained`` checkpoint), SE widths ``make_divisible(C // se_ratio, 8)``,
@@ -55,6 +56,7 @@ class MMPretrainFlavour:
                  stem_channels: int = 64,
                  out_indices: tuple[int, ...] = (3,),
                  zero_init_residual: bool = True,
+                 norm_eval: bool = False,
                  init_cfg: dict | list | None = MMPRETRAIN_INIT_CFG,
                  drop_path_rate: float = 0.0,
                  **kwargs) -> None:
@@ -66,6 +68,7 @@ class MMPretrainFlavour:
         init_cfg = copy.deepcopy(init_cfg)
         super().__init__(depth, se_ratio=se_ratio, se_cfg=se_cfg, stem_channels=stem_channels,
                          out_indices=out_indices, zero_init_residual=zero_init_residual,
+                         norm_eval=norm_eval,
                          init_cfg=init_cfg, **kwargs)
         # mmdet replaces init_cfg=None by its defaults; MMPretrain keeps None (torch's init)
         self.init_cfg = init_cfg

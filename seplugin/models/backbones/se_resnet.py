@@ -52,8 +52,8 @@ class SEResNet(ResNet):
             torchvision, mmdet and mmpretrain; default) or ``'ceil'`` (no padding, ceil
             mode, as in Caffe's SENet and Cadene's/timm's legacy ports, whose weights
             need it to give their outputs).
-        norm_eval (bool): Keep BN in eval mode while training. Defaults to False as in
-            MMPretrain and torchvision; MMDetection's configs set True explicitly.
+        norm_eval (bool): Keep BN in eval mode while training. Defaults to True, as
+            mmdet's ResNet (MMPretrain's default, False, is the mmpretrain scope's).
         **kwargs: Every other argument of ``mmdet.models.backbones.ResNet``.
 
     Example:
@@ -79,7 +79,7 @@ class SEResNet(ResNet):
                  drop_path_rate: float = 0.0,
                  expansion: int | None = None,
                  stem_pool: str = 'pad',
-                 norm_eval: bool = False,
+                 norm_eval: bool = True,
                  num_stages: int = 4,
                  plugins: list[dict] | None = None,
                  init_cfg: dict | list | None = None,

@@ -24,7 +24,7 @@ HOOKED = ['norm3', 'se_layer', 'se_layer.conv1', 'se_layer.conv1.conv',
 def a_block(**kwargs):
     """layer1[0] of a narrow float64 SE-ResNet-50 in training mode, and an input for it."""
     torch.manual_seed(0)
-    model = SEResNet(50, base_channels=8, se_ratio=4, **kwargs).double().train()
+    model = SEResNet(50, norm_eval=False, base_channels=8, se_ratio=4, **kwargs).double().train()
     block = model.layer1[0]
     for m in block.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -116,7 +116,7 @@ def test_plugins_after_the_last_conv():
 
 def test_stochastic_depth_in_training_only():
     torch.manual_seed(0)
-    model = SEResNet(50, base_channels=8, se_ratio=4, drop_path_rate=0.5).train()
+    model = SEResNet(50, norm_eval=False, base_channels=8, se_ratio=4, drop_path_rate=0.5).train()
     block, x = model.layer4[-1], torch.randn(2, 256, 4, 4)
     assert block.why_not_lean_tail(x) == 'stochastic depth while training'
     assert block.eval().why_not_lean_tail(x) == ''

@@ -42,7 +42,7 @@ def test_loads_mmpretrain_checkpoint_strictly_with_equal_outputs():
     ref.init_weights()
     for p in ref.parameters():  # non-trivial weights everywhere, the BN affine included
         p.data.add_(torch.randn_like(p) * 0.01)
-    ours = SEResNet(50)
+    ours = SEResNet(50, norm_eval=False)  # MMPretrain trains its BN
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = image()
     for mode in (False, True):  # eval uses running stats, train uses batch statistics
