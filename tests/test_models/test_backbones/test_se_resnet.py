@@ -169,8 +169,14 @@ def test_frozen_stages_and_norm_eval():
     assert not model.layer2[0].se_layer.conv1.conv.weight.requires_grad
     assert all(p.requires_grad for p in model.layer3.parameters())
     assert all(not m.training for m in model.modules() if isinstance(m, _BatchNorm))
+    # mmdet's default, norm_eval=True, as mmdet's ResNet; False trains every BN
     default = SEResNet(50, **TINY).train()
-    assert all(m.training for m in default.modules() if isinstance(m, _BatchNorm))
+    reference = ResNet(50, base_channels=TINY['base_channels'])
+    reference.train()  # mmdet's ResNet.train returns None
+    assert default.norm_eval is reference.norm_eval is True
+    assert not any(m.training for m in default.modules() if isinstance(m, _BatchNorm))
+    trained = SEResNet(50, norm_eval=False, **TINY).train()
+    assert all(m.training for m in trained.modules() if isinstance(m, _BatchNorm))
 
 
 def test_norm_cfg_group_norm():
@@ -242,7 +248,7 @@ def test_drop_path_matches_mmpretrain():
     # mmpretrain's stem stays 64 wide when base_channels changes; mmdet's follows it
     ref = MMPretrainResNet(50, base_channels=8, out_indices=(3,), drop_path_rate=0.5)
     ours = SEResNet(50, se_stages=(False,) * 4, out_indices=(3,), drop_path_rate=0.5,
-                    base_channels=8, stem_channels=64)
+                    base_channels=8, stem_channels=64, norm_eval=False)
     ours.load_state_dict(ref.state_dict(), strict=True)
     rates = [b.drop_path.drop_prob if hasattr(b.drop_path, 'drop_prob') else 0.0
              for b in ours.blocks()]
