@@ -6,6 +6,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
 
 from seplugin.models import SELayer
@@ -62,3 +64,15 @@ def make_runner(work_dir, max_iters, seed=0, val_interval=1000, runner_cls=Runne
         randomness=dict(seed=seed), default_scope='mmengine',
         # unique: runners of one process and one second would share a visualizer otherwise
         experiment_name=uuid.uuid4().hex, **kwargs)
+
+
+def randomise_norms(model: nn.Module) -> nn.Module:
+    """Every BN affine and running statistic away from 1/0, so that each counts in the
+    outputs (no zero-initialised branch); convs keep their initialisation."""
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model

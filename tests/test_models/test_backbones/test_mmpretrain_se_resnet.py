@@ -9,21 +9,10 @@ from mmpretrain.models.backbones import SEResNet as UpstreamSEResNet
 from mmpretrain.models.backbones import SEResNeXt as UpstreamSEResNeXt
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
+from toy import randomise_norms
 
 from seplugin.models import MMPretrainSEResNet, MMPretrainSEResNeXt, SEResNet, SEResNeXt
 from seplugin.registry import MODELS as SEPLUGIN_MODELS
-
-
-def randomise_norms(model: torch.nn.Module) -> torch.nn.Module:
-    """Norm affines and running statistics away from 1/0, so that every one of them counts
-    in the outputs; convs keep torch's initialisation (outputs of scale ~1)."""
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model
 
 
 def build(cfg: dict, scope: str = 'mmpretrain') -> torch.nn.Module:

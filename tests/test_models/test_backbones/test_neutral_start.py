@@ -11,23 +11,12 @@ from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from toy import randomise_norms
 
 from seplugin.models import SE_POSITIONS, SEResNet
 from seplugin.models.layers.se_layer import CONSTANT_GATE_BIAS
 
 NARROW = dict(base_channels=8, se_ratio=4)
-
-
-def randomise(model: nn.Module) -> nn.Module:
-    """Every BN affine and statistic away from 1/0 (no zero-initialised branch)."""
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model
 
 
 def give_conv1_a_bias(model: nn.Module) -> None:
@@ -40,7 +29,7 @@ def give_conv1_a_bias(model: nn.Module) -> None:
 
 
 def plain_and_se(position, depth=50, biased=False, **kwargs):
-    plain = randomise(ResNet(depth, base_channels=8, **kwargs))
+    plain = randomise_norms(ResNet(depth, base_channels=8, **kwargs))
     se = SEResNet(depth, se_position=position, **NARROW, **kwargs)
     if biased:
         torch.manual_seed(2)
@@ -135,7 +124,7 @@ def test_basic_blocks(position):
 
 
 def test_se_weights_in_the_state_dict_are_never_touched():
-    donor = randomise(SEResNet(50, **NARROW))
+    donor = randomise_norms(SEResNet(50, **NARROW))
     for p in donor.parameters():
         p.data.normal_(0, 0.1)
     model = SEResNet(50, **NARROW)
@@ -217,7 +206,7 @@ def test_faster_rcnn_from_a_plain_detector_checkpoint(tmp_path):
     cfg.backbone.init_cfg = None  # no download; the checkpoint below holds the backbone
     with DefaultScope.overwrite_default_scope('mmdet'):
         plain = MODELS.build(cfg)  # torch's default init, BNs randomised
-        randomise(plain.backbone)
+        randomise_norms(plain.backbone)
         path = tmp_path / 'faster_rcnn_r50.pth'
         torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
         cfg.backbone.type = 'SEResNet'
@@ -256,7 +245,7 @@ def test_runner_load_from_a_plain_mmpretrain_classifier(tmp_path):
 
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         plain = MODELS.build(classifier('ResNet'))
-    randomise(plain.backbone)
+    randomise_norms(plain.backbone)
     path = tmp_path / 'resnet50_classifier.pth'
     torch.save({'state_dict': plain.state_dict(), 'meta': {}}, path)
     runner = Runner(model=classifier('SEResNet'), work_dir=str(tmp_path / 'work'),
