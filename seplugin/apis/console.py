@@ -43,10 +43,6 @@ def set_full_console(full: bool) -> None:
         warnings.showwarning = _warning_to_log
 
 
-def full_console() -> bool:
-    return _state['full']
-
-
 def _write_to_log(text: str) -> list[str]:
     files = _state['log_files']
     for name in files:
