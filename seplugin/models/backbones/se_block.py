@@ -19,6 +19,7 @@ from seplugin.models.layers.se_layer import SELayer
 from seplugin.models.layers.se_residual import (
     LEAN_TAIL_ENV,
     batch_norm_affine,
+    compiled_tail_env,
     lean_tail_env,
     se_residual_relu,
 )
@@ -188,6 +189,9 @@ class SEBlockMixin:
 
     # Per-block switch of the lean SE tail (also SEPLUGIN_LEAN_TAIL=0 for the process).
     lean_tail: bool = True
+    # Per-block opt-in: the lean tail's backward compiled into one pass (also
+    # SEPLUGIN_COMPILED_TAIL=1 for the process); taken only where the lean tail is.
+    compiled_tail: bool = False
 
     def why_not_lean_tail(self, x: torch.Tensor) -> str:
         """Why this block does not take the lean SE tail for input ``x``; '' when it does.
@@ -255,6 +259,7 @@ class SEBlockMixin:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lean = not self.why_not_lean_tail(x)
+        compiled = lean and (self.compiled_tail or compiled_tail_env())
 
         def unit(x: torch.Tensor) -> torch.Tensor:
             identity = x if self.downsample is None else self.downsample(x)
@@ -265,7 +270,7 @@ class SEBlockMixin:
                 # relu(bn(out) * gate + identity), without keeping bn(out) for backward
                 scaled, affine = batch_norm_affine(self.last_norm, out)
                 return se_residual_relu(scaled, self.se_layer.lean_gate(scaled), identity,
-                                        out, affine)
+                                        out, affine, compiled)
             out = self.branch_end(out)
             if self.se_position == 'standard':
                 out = self.se_layer(out)

@@ -12,11 +12,20 @@ fused multiply-add, and the rebuilt ``x`` is not rounded to a half-precision dty
 (Expanding the sum instead, ``alpha * sum_hw(grad * z) + beta * sum_hw(grad)``, needs no
 rebuilt map but cancels when ``|mean(z)| >> std(z)``, where ``beta ~ -mean * alpha``.)
 
+Eagerly, the backward makes several passes over the map (ReLU's backward, the rebuilt
+``x``, ``grad * x``, its sum, ``grad * gate``) where the plain block makes one. With the
+compiled tail switched on (``SEPLUGIN_COMPILED_TAIL=1`` or ``compiled_tail = True`` on the
+blocks; off by default: the first backward compiles for seconds and needs a C++ compiler,
+or triton on a GPU), the same backward is one function compiled by ``torch.compile``,
+which fuses it into one loop reading ``grad``, the output and ``z`` once. Where it cannot
+be compiled the eager backward runs, after one warning.
+
 Whether a block may take this path at all is decided in one place,
 ``SEBlockMixin.why_not_lean_tail``. A later double backward (``create_graph=True``) cannot
 be foreseen there; it raises an error naming the switch that turns the lean tail off.
 """
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -72,15 +81,60 @@ LEAN_TAIL_SWITCH = (f'{LEAN_TAIL_ENV}=0 in the environment, or lean_tail = False
                     'blocks (see README, "Speed and memory")')
 
 
-def lean_tail_env() -> bool:
-    """The process-wide switch: ``SEPLUGIN_LEAN_TAIL=0`` turns the lean tail off."""
-    value = os.environ.get(LEAN_TAIL_ENV, '1').strip().lower()
-    if value in ('1', 'true', 'on', 'yes', ''):
+COMPILED_TAIL_ENV = 'SEPLUGIN_COMPILED_TAIL'
+
+
+def _env_switch(name: str, default: str, what: str) -> bool:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value in ('1', 'true', 'on', 'yes'):
         return True
     if value in ('0', 'false', 'off', 'no'):
         return False
-    raise ValueError(f'{LEAN_TAIL_ENV}={value!r} is not understood; expected 0 (lean SE tail '
-                     'off) or 1 (on, the default)')
+    raise ValueError(f'{name}={value!r} is not understood; expected 0 ({what} off) or 1 '
+                     f'(on){" the default" if default == "1" else ""}; unset means '
+                     f'{"on" if default == "1" else "off"}')
+
+
+def lean_tail_env() -> bool:
+    """The process-wide switch: ``SEPLUGIN_LEAN_TAIL=0`` turns the lean tail off."""
+    return _env_switch(LEAN_TAIL_ENV, '1', 'lean SE tail')
+
+
+def compiled_tail_env() -> bool:
+    """The process-wide opt-in: ``SEPLUGIN_COMPILED_TAIL=1`` compiles the tail's backward."""
+    return _env_switch(COMPILED_TAIL_ENV, '0', 'compiled SE tail backward')
+
+
+def _fused_grads(grad_out, out, gate, z, alpha, beta):
+    """The lean tail's backward written as one function of the map, for the compiler:
+    (grad of x, of the gate, of the identity), as ``_SEResidualReLU._grads`` computes
+    them."""
+    grad = torch.where(out > 0, grad_out, 0)
+    x = torch.addcmul(beta[:, None, None], z.to(alpha.dtype), alpha[:, None, None])
+    grad_gate = (grad.to(alpha.dtype) * x).sum((2, 3), keepdim=True).to(gate.dtype)
+    return grad * gate, grad_gate, grad
+
+
+_compiled_grads = None  # torch.compile(_fused_grads), made at the first use; False: failed
+
+
+def compiled_grads(*args):
+    """``_fused_grads`` compiled (dynamic shapes: detection's input sizes vary), or None
+    where it cannot be compiled (then warns once and the eager backward runs)."""
+    global _compiled_grads
+    if _compiled_grads is None:
+        _compiled_grads = torch.compile(_fused_grads, dynamic=True)
+    if _compiled_grads is False:
+        return None
+    try:
+        return _compiled_grads(*args)
+    except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+        _compiled_grads = False
+        warnings.warn(f'seplugin: the compiled SE tail backward is not available here '
+                      f'({type(e).__name__}: {str(e).strip().splitlines()[0][:300]}); the '
+                      f'eager backward runs instead. Unset {COMPILED_TAIL_ENV} to not try.',
+                      stacklevel=2)
+        return None
 
 
 class _NoDoubleBackward(torch.autograd.Function):
@@ -105,7 +159,8 @@ class _SEResidualReLU(torch.autograd.Function):
     the BN input ``z`` with ``x = alpha * z + beta``."""
 
     @staticmethod
-    def forward(ctx, x, gate, identity, z, alpha, beta):
+    def forward(ctx, x, gate, identity, z, alpha, beta, compiled=False):
+        ctx.compiled = compiled
         if z is None:
             out = torch.addcmul(identity, x, gate).relu_()
             ctx.save_for_backward(out, gate, x, None, None)
@@ -122,7 +177,7 @@ class _SEResidualReLU(torch.autograd.Function):
         with torch.no_grad():
             grads = _SEResidualReLU._grads(ctx, grad_out, out, gate, source, alpha, beta)
         if not torch.is_grad_enabled():
-            return grads
+            return (*grads, None)
         # create_graph=True: the gradients must not be differentiated again
         anchor = grad_out.new_empty(0).requires_grad_()
         differentiable = [i for i, g in enumerate(grads) if g is not None]
@@ -130,10 +185,14 @@ class _SEResidualReLU(torch.autograd.Function):
         grads = list(grads)
         for i, g in zip(differentiable, wrapped):
             grads[i] = g
-        return tuple(grads)
+        return (*grads, None)
 
     @staticmethod
     def _grads(ctx, grad_out, out, gate, source, alpha, beta):
+        if ctx.compiled and alpha is not None and all(ctx.needs_input_grad[:3]):
+            grads = compiled_grads(grad_out, out, gate, source, alpha, beta)
+            if grads is not None:
+                return (*grads, None, None, None)
         # ReLU's own backward, on the output that the next block keeps anyway
         grad = torch.ops.aten.threshold_backward(grad_out, out, 0)
         buffer = grad_gate = None
@@ -156,15 +215,15 @@ class _SEResidualReLU(torch.autograd.Function):
 def se_residual_relu(x: torch.Tensor, gate: torch.Tensor, identity: torch.Tensor,
                      bn_input: torch.Tensor | None = None,
                      bn_affine: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     ) -> torch.Tensor:
+                     compiled: bool = False) -> torch.Tensor:
     """``relu(x * gate + identity)`` for ``x`` of shape (N, C, H, W), ``gate`` (N, C, 1, 1).
 
     ``x`` is consumed: its memory may hold the output, so do not use it afterwards. With
     ``x, bn_affine = batch_norm_affine(bn, bn_input)`` just before, ``x`` is not kept for
-    backward either; without, it is.
+    backward either; without, it is. ``compiled``: the backward by ``compiled_grads``.
     """
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, gate, identity))):
         return _scale_add_relu_(x, gate, identity)
     if bn_affine is None:
         return _SEResidualReLU.apply(x, gate, identity, None, None, None)
-    return _SEResidualReLU.apply(x, gate, identity, bn_input, *bn_affine)
+    return _SEResidualReLU.apply(x, gate, identity, bn_input, *bn_affine, compiled)
