@@ -1,17 +1,21 @@
 """What SE costs in time and memory: seplugin's SE-ResNet-50 against plain ResNet-50 and
 against MMPretrain's and timm's SE-ResNet-50, and SE-R50-FPN against R50-FPN Faster R-CNN.
 
-    python tools/benchmark.py                         # everything (about 17 min on 2 CPU cores)
+    python tools/benchmark.py              # everything (about 17 min on 2 CPU cores)
     python tools/benchmark.py --measure memory training --repeats 5 --plot ratios.png
 
 All models of a measurement run interleaved in one process, each round in a new random
-order (A B C, C A B, ...), and the medians are compared, so machine noise falls on all of
-them alike. An identical copy of ResNet-50 runs as one more model: its ratio to ResNet-50
-should be 1, and how far it is from 1 is the resolution of that measurement. Freed memory
-is kept by malloc (see ``keep_freed_memory``; ``--system-malloc`` to not). Memory is
-exact: the peak of live tensor storages during one training step (forward, backward,
-optimizer step), and the storages autograd keeps for backward; it does not depend on
-timing. Runs on the GPU when there is one.
+order (A B C, C A B, ...), so machine noise falls on all of them alike. A time ratio is
+the median over the rounds of each round's ratio (a busy round slows both models and
+cancels), with a 95% interval from scipy's bootstrap over the rounds; a target is met when
+the interval's upper end is within it. An identical copy of ResNet-50 runs as one more
+model: its ratio to ResNet-50 should be 1, and how far it is from 1 is the resolution of
+that measurement. ``--compiled-tail`` times one more SE-ResNet-50 in training, with the
+compiled SE tail backward (README, "Speed and memory"). Freed memory is kept by malloc
+(see ``keep_freed_memory``; ``--system-malloc`` to not). Memory is exact: the peak of live
+tensor storages during one training step (forward, backward, optimizer step), and the
+storages autograd keeps for backward; it does not depend on timing. ``--device cuda``
+measures the same on a GPU (the default when there is one).
 """
 from __future__ import annotations
 
@@ -21,11 +25,17 @@ import ctypes
 import json
 import os
 import platform
+import statistics
+import time
 
 MEASUREMENTS = ['memory', 'inference', 'training', 'detection']
-TARGET = 1.03  # SE / plain, for time and memory
+TARGET = 1.03  # SE / plain, for memory and for the times without a target of their own
+TARGETS = {'inference (channels_last)': 1.02, 'detector training iteration': 1.02}
+CONFIDENCE = 0.95
+COMPILED = 'seplugin SE-ResNet-50, compiled tail'
 SE_MODELS = {  # SE model: its plain counterpart
     'seplugin SE-ResNet-50': 'ResNet-50 (mmdet, what seplugin extends)',
+    COMPILED: 'ResNet-50 (mmdet, what seplugin extends)',  # with --compiled-tail
     'mmpretrain SE-ResNet-50': 'mmpretrain ResNet-50',
     'timm seresnet50': 'timm resnet50',
 }
@@ -39,14 +49,14 @@ DETECTORS = {'Faster R-CNN SE-R50-FPN': 'configs/faster_rcnn_se_r50_fpn_coco.py'
 def import_libraries() -> None:
     """torch, mmengine and seplugin, imported after the arguments are parsed so that
     ``--help`` and argument errors answer at once."""
-    global torch, F, nn, print_log, build_from_config, classifier, measure_latency, \
+    global torch, F, nn, print_log, build_from_config, classifier, time_interleaved, \
         PeakTensorMemory, saved_tensor_bytes
     import torch
     import torch.nn.functional as F
     from mmengine.logging import print_log
     from torch import nn
 
-    from seplugin.analysis.complexity import build_from_config, classifier, measure_latency
+    from seplugin.analysis.complexity import build_from_config, classifier, time_interleaved
     from seplugin.analysis.memory import PeakTensorMemory, saved_tensor_bytes
 
 
@@ -159,25 +169,34 @@ def detector_calls(model: nn.Module, batch: int, size: int):
     return train_iter, inference
 
 
-def machine() -> str:
+def machine(device: str) -> str:
     cpu = platform.processor() or platform.machine()
     if os.path.exists('/proc/cpuinfo'):
         with open('/proc/cpuinfo') as f:
             names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
         cpu = names[0] if names else cpu
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
-        f'CPU only, {torch.get_num_threads()} threads'
-    return (f'{cpu}, {os.cpu_count()} cores ({device}); torch {torch.__version__}, '
+    where = torch.cuda.get_device_name(device) if device.startswith('cuda') else \
+        f'on the CPU, {torch.get_num_threads()} threads'
+    return (f'{cpu}, {os.cpu_count()} cores ({where}); torch {torch.__version__}, '
             f'python {platform.python_version()}')
 
 
+def timed(results: dict, mode: str, calls: dict, args, repeats: int) -> None:
+    """Time ``calls`` (name: function) interleaved into ``results``: the median seconds
+    under 'seconds' and every round's under 'samples'."""
+    samples = time_interleaved(list(calls.values()), warmup=args.warmup, repeats=repeats,
+                               shuffle=True)
+    results['samples'][mode] = dict(zip(calls, samples))
+    results['seconds'][mode] = {name: statistics.median(s) for name, s in zip(calls, samples)}
+
+
 def run(args) -> dict:
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = args.device
     torch.manual_seed(0)
-    results = {'machine': machine(), 'batch': args.batch, 'size': args.size,
-               'repeats': args.repeats, 'seconds': {}, 'memory': {}}
+    results = {'machine': machine(device), 'batch': args.batch, 'size': args.size,
+               'repeats': args.repeats, 'seconds': {}, 'samples': {}, 'memory': {}}
     models = {name: model.to(device) for name, model in classifiers(args.peers).items()}
-    timed = dict(models, **{CONTROL: copy.deepcopy(models[PLAIN])})
+    models_timed = dict(models, **{CONTROL: copy.deepcopy(models[PLAIN])})
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     labels = torch.randint(0, 1000, (args.batch,), device=device)
 
@@ -190,38 +209,64 @@ def run(args) -> dict:
     layouts = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}
     for layout, memory_format in layouts.items() if 'inference' in args.measure else ():
         copies = {name: copy.deepcopy(model).eval().to(memory_format=memory_format)
-                  for name, model in timed.items()}
+                  for name, model in models_timed.items()}
         x = images.contiguous(memory_format=memory_format)
-        calls = [torch.no_grad()(lambda m=m, x=x: m(x)) for m in copies.values()]
+        calls = {name: torch.no_grad()(lambda m=m, x=x: m(x)) for name, m in copies.items()}
         print_log(f'inference, {layout}: {len(calls)} models interleaved', logger='current')
-        medians = measure_latency(calls, warmup=args.warmup, repeats=args.repeats,
-                                  shuffle=True)
-        results['seconds'][f'inference ({layout})'] = dict(zip(copies, medians))
+        timed(results, f'inference ({layout})', calls, args, args.repeats)
 
     if 'training' in args.measure:
-        steps = [training_step(copy.deepcopy(m), images, labels) for m in timed.values()]
+        steps = {name: training_step(copy.deepcopy(m), images, labels)
+                 for name, m in models_timed.items()}
+        if args.compiled_tail:
+            model = copy.deepcopy(models['seplugin SE-ResNet-50'])
+            for module in model.modules():
+                if hasattr(module, 'compiled_tail'):
+                    module.compiled_tail = True
+            steps[COMPILED] = training_step(model, images, labels)
+            start = time.perf_counter()
+            steps[COMPILED]()
+            results['compile_seconds'] = time.perf_counter() - start
+            print_log(f"compiled tail: first step {results['compile_seconds']:.1f} s "
+                      '(compiling)', logger='current')
         print_log(f'training steps: {len(steps)} models interleaved', logger='current')
-        medians = measure_latency(steps, warmup=args.warmup, repeats=args.repeats,
-                                  shuffle=True)
-        results['seconds']['training step'] = dict(zip(timed, medians))
+        timed(results, 'training step', steps, args, args.repeats)
         del steps
-    del models, timed
+    del models, models_timed
 
     if 'detection' in args.measure:
         calls = {name: detector_calls(model, args.det_batch, args.det_size)
                  for name, model in detectors(device).items()}
         for i, mode in enumerate(('detector training iteration', 'detector inference')):
             print_log(f'{mode}: 2 detectors interleaved', logger='current')
-            medians = measure_latency([c[i] for c in calls.values()], warmup=args.warmup,
-                                      repeats=args.det_repeats, shuffle=True)
-            results['seconds'][mode] = dict(zip(calls, medians))
+            timed(results, mode, {name: c[i] for name, c in calls.items()}, args,
+                  args.det_repeats)
         results['det_batch'], results['det_size'] = args.det_batch, args.det_size
     return results
 
 
+def round_ratios(se: list[float], plain: list[float]) -> tuple[float, tuple | None]:
+    """(median over the rounds of ``se / plain`` in each round, its 95% interval).
+
+    Both models of a round ran next to each other, so a slow round (the machine busy)
+    slows both and cancels in the round's ratio. The interval is scipy's percentile
+    bootstrap of that median over the rounds; None from a single round.
+    """
+    import numpy as np
+    from scipy import stats
+    per_round = np.asarray(se) / np.asarray(plain)
+    if len(per_round) < 2:
+        return float(per_round[0]), None
+    interval = stats.bootstrap((per_round,), np.median, confidence_level=CONFIDENCE,
+                               method='percentile',
+                               random_state=np.random.default_rng(0)).confidence_interval
+    return float(np.median(per_round)), (float(interval.low), float(interval.high))
+
+
 def ratios(results: dict) -> list[dict]:
-    """Every comparison with its target: SE / plain (<= 1.03) and seplugin / fastest peer
-    SE implementation (<= 1, 'at least as fast')."""
+    """Every comparison with its target: SE / plain (``TARGETS``, else ``TARGET``) and
+    seplugin / fastest peer SE implementation (<= 1, 'at least as fast'). Time ratios
+    carry a 95% ``interval`` when the rounds' samples are in ``results``."""
     rows = []
     memory = results['memory']
     for kind in ('peak', 'saved'):
@@ -230,27 +275,38 @@ def ratios(results: dict) -> list[dict]:
         for se, plain in SE_MODELS.items():
             if se in memory:
                 rows.append(dict(measure=what, model=se, ratio=memory[se][kind]
-                                 / memory[plain][kind], target=TARGET if kind == 'peak'
-                                 and se.startswith('seplugin') else None))
+                                 / memory[plain][kind], interval=None, target=TARGET
+                                 if kind == 'peak' and se.startswith('seplugin') else None))
+
     for mode, seconds in results['seconds'].items():
+        target = TARGETS.get(mode, TARGET)
+        pairs = []  # (row name, numerator, denominator, target)
         if mode.startswith('detector'):
-            rows.append(dict(measure=mode, model='Faster R-CNN SE-R50-FPN / R50-FPN',
-                             ratio=seconds['Faster R-CNN SE-R50-FPN']
-                             / seconds['Faster R-CNN R50-FPN'], target=TARGET))
-            continue
-        for se, plain in SE_MODELS.items():
-            if se in seconds:
-                rows.append(dict(measure=mode, model=se, ratio=seconds[se] / seconds[plain],
-                                 target=TARGET if se.startswith('seplugin') else None))
-        peers = [seconds[se] for se in SE_MODELS if se in seconds and
-                 not se.startswith('seplugin')]
-        if peers:
-            rows.append(dict(measure=mode, model='seplugin / fastest peer SE-ResNet-50',
-                             ratio=seconds['seplugin SE-ResNet-50'] / min(peers), target=1.0))
-        if CONTROL in seconds:
-            rows.append(dict(measure=mode, model=CONTROL_ROW,
-                             ratio=seconds[CONTROL] / seconds[PLAIN], target=None))
+            pairs.append(('Faster R-CNN SE-R50-FPN / R50-FPN', *DETECTORS, target))
+        else:
+            pairs += [(se, se, plain, target if se.startswith('seplugin') else None)
+                      for se, plain in SE_MODELS.items() if se in seconds]
+            peers = [se for se in SE_MODELS if se in seconds and not se.startswith('seplugin')]
+            if peers:
+                pairs.append(('seplugin / fastest peer SE-ResNet-50', 'seplugin SE-ResNet-50',
+                              min(peers, key=seconds.get), 1.0))
+            if CONTROL in seconds:
+                pairs.append((CONTROL_ROW, CONTROL, PLAIN, None))
+        samples = results.get('samples', {}).get(mode)
+        for model, se, plain, row_target in pairs:
+            ratio, interval = round_ratios(samples[se], samples[plain]) if samples else \
+                (seconds[se] / seconds[plain], None)
+            rows.append(dict(measure=mode, model=model, ratio=ratio, interval=interval,
+                             target=row_target))
     return rows
+
+
+def met(row: dict) -> bool | None:
+    """Whether a row meets its target: the interval's upper end (else the ratio) within it;
+    None without a target."""
+    if row['target'] is None:
+        return None
+    return (row['interval'][1] if row.get('interval') else row['ratio']) <= row['target']
 
 
 def report(results: dict, rows: list[dict]) -> str:
@@ -270,11 +326,15 @@ def report(results: dict, rows: list[dict]) -> str:
     for mode, seconds in results['seconds'].items():
         for name, s in seconds.items():
             lines.append(f'| {mode} | {name} | {s * 1e3:.0f} ms |')
-    lines += ['', '| measurement | ratio | value | target | met |', '|---|---|---:|---:|---|']
+    lines += ['', f'| measurement | ratio | value | {CONFIDENCE:.0%} interval | target | met |',
+              '|---|---|---:|---:|---:|---|']
     for r in rows:
         target = f"<= {r['target']:.2f}" if r['target'] else ''
-        met = '' if not r['target'] else 'yes' if r['ratio'] <= r['target'] else 'NO'
-        lines.append(f"| {r['measure']} | {r['model']} | {r['ratio']:.3f} | {target} | {met} |")
+        interval = '{:.3f}-{:.3f}'.format(*r['interval']) if r.get('interval') else \
+            'exact' if 'memory' in r['measure'] or 'saved' in r['measure'] else ''
+        verdict = {None: '', True: 'yes', False: 'NO'}[met(r)]
+        lines.append(f"| {r['measure']} | {r['model']} | {r['ratio']:.3f} | {interval} | "
+                     f'{target} | {verdict} |')
     return '\n'.join(lines)
 
 
@@ -290,24 +350,33 @@ def plot(rows: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(series)
     for i, name in enumerate(names):
-        xs, ys = [], []
+        xs, ys, errors = [], [], [[], []]
         for j, measure in enumerate(measures):
             for r in rows:
                 if r['measure'] == measure and r['model'] == name:
                     offset = i - (len(series) - 1) / 2 if name in series else 0
                     xs.append(j + offset * width)
                     ys.append(r['ratio'])
+                    low, high = r.get('interval') or (r['ratio'], r['ratio'])
+                    errors[0].append(r['ratio'] - low)
+                    errors[1].append(high - r['ratio'])
         if xs:
             style = dict(color='lightgrey', hatch='//') if name == CONTROL_ROW else {}
-            ax.bar(xs, ys, width, label=name.replace(' / R50-FPN', ''), **style)
+            ax.bar(xs, ys, width, yerr=errors, capsize=2, label=name.replace(' / R50-FPN', ''),
+                   **style)
     ax.axhline(TARGET, color='k', linestyle='--', linewidth=1, label=f'target {TARGET}')
+    for j, measure in enumerate(measures):
+        if measure in TARGETS:
+            ax.hlines(TARGETS[measure], j - 0.45, j + 0.45, color='k', linestyle=':',
+                      linewidth=1)
     ax.axhline(1.0, color='grey', linewidth=0.5)
     labels = [m.replace(' (', '\n(').replace('training-step ', '').replace(' for ', '\nfor ')
               .replace('detector ', 'detector\n') for m in measures]
     ax.set_xticks(range(len(measures)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(measures) - 0.4)
-    ax.set_ylim(0.9, max(1.3, max(r['ratio'] for r in rows) + 0.02))
-    ax.set_ylabel('SE / plain')
+    ax.set_ylim(0.9, max(1.3, max((r.get('interval') or (0, r['ratio']))[1] for r in rows)
+                         + 0.02))
+    ax.set_ylabel(f'SE / plain (bars: {CONFIDENCE:.0%} interval; dotted: own target)')
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -330,9 +399,23 @@ def main() -> None:
                         help="leave out MMPretrain's and timm's models (a shorter run)")
     parser.add_argument('--system-malloc', action='store_true',
                         help="leave malloc's defaults (see keep_freed_memory)")
+    parser.add_argument('--compiled-tail', action='store_true',
+                        help='time one more SE-ResNet-50 training step, with the compiled '
+                        'SE tail backward')
+    parser.add_argument('--device', help="'cpu', 'cuda' or 'cuda:N' (default: cuda when "
+                        'there is a GPU, else cpu)')
     args = parser.parse_args()
 
     import_libraries()
+    if args.device is None:
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        print(f'--device {args.device}: no CUDA GPU here (torch {torch.__version__}, '
+              f'CUDA build: {torch.version.cuda or "none"}); the GPU benchmark is skipped. '
+              'Run it where there is a GPU, or leave --device out for the CPU.')
+        return
+    if args.device.startswith('cuda'):
+        torch.cuda.set_device(args.device)  # what time_interleaved synchronises
     kept = not args.system_malloc and keep_freed_memory()
     results = run(args)
     results['malloc'] = 'freed memory kept for reuse' if kept else 'system default'
@@ -343,7 +426,7 @@ def main() -> None:
             json.dump(dict(results, ratios=rows), f, indent=2)
     if args.plot:
         plot(rows, args.plot)
-    missed = [r for r in rows if r['target'] and r['ratio'] > r['target']]
+    missed = [r for r in rows if met(r) is False]
     if missed:
         print(f'{len(missed)} target(s) missed')
 

@@ -70,13 +70,14 @@ def count_flops(model: nn.Module, inputs: tuple) -> dict[str, int]:
     return flops
 
 
-def measure_latency(fns: Sequence[Callable[[], object]], warmup: int = 3,
-                    repeats: int = 10, shuffle: bool = False) -> list[float]:
-    """Median seconds per call of each function, timed interleaved (A B A B ...) so that
-    machine noise falls on all of them alike; with ``shuffle`` each round runs them in a
-    new (seeded) random order, so that none always follows the same one (on a CPU, the
-    allocator and cache state a call inherits from the one before is a bias of its own).
-    Synchronises CUDA around each call."""
+def time_interleaved(fns: Sequence[Callable[[], object]], warmup: int = 3,
+                     repeats: int = 10, shuffle: bool = False) -> list[list[float]]:
+    """Seconds of each call of each function, ``repeats`` rounds timed interleaved (A B A B
+    ...) so that machine noise falls on all of them alike: ``result[i][r]`` is function
+    ``i`` in round ``r``. With ``shuffle`` each round runs them in a new (seeded) random
+    order, so that none always follows the same one (on a CPU, the allocator and cache
+    state a call inherits from the one before is a bias of its own). Synchronises CUDA
+    around each call."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for fn in fns:
         for _ in range(warmup):
@@ -93,7 +94,14 @@ def measure_latency(fns: Sequence[Callable[[], object]], warmup: int = 3,
             fns[i]()
             sync()
             times[i].append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
+    return times
+
+
+def measure_latency(fns: Sequence[Callable[[], object]], warmup: int = 3,
+                    repeats: int = 10, shuffle: bool = False) -> list[float]:
+    """Median seconds per call of each function, timed by :func:`time_interleaved`."""
+    return [statistics.median(samples)
+            for samples in time_interleaved(fns, warmup, repeats, shuffle)]
 
 
 def classifier(backbone: dict, num_classes: int = 1000) -> nn.Module:
