@@ -52,13 +52,12 @@ def _is_fx_tracing() -> bool:
     return (getattr(trace, 'is_fx_symbolic_tracing', None) or trace.is_fx_tracing)()
 
 
-def _is_compiling() -> bool:
-    """torch.compile's or torch.export's tracing (torch.compiler.is_compiling: torch >= 2.3)."""
-    is_compiling = getattr(torch.compiler, 'is_compiling', None)
-    if is_compiling is None:
-        from torch import _dynamo
-        is_compiling = _dynamo.is_compiling
-    return is_compiling()
+# torch.compile's or torch.export's tracing. Looked up once here: torch 2.1's compiler
+# stops tracing (a graph break) at a getattr on a module inside the guard.
+if hasattr(torch.compiler, 'is_compiling'):  # torch >= 2.3
+    _is_compiling = torch.compiler.is_compiling
+else:
+    from torch._dynamo import is_compiling as _is_compiling
 
 
 def _is_make_fx_tracing() -> bool:
@@ -207,6 +206,11 @@ class SEBlockMixin:
         # answer data-dependent questions.
         if torch.jit.is_scripting():
             return 'torch.jit scripting'
+        if _is_compiling():
+            # first: what follows would stop torch 2.1's compiler tracing here, and the
+            # rest of the guard would then run uncompiled, where it sees no compiler.
+            # The compiler sees the plain graph and plans memory itself.
+            return 'torch.compile / torch.export tracing'
         if _is_make_fx_tracing():  # before FX: make_fx also sets FX's tracing flag
             return 'make_fx tracing'
         if _is_fx_tracing():
@@ -215,9 +219,6 @@ class SEBlockMixin:
             return 'ONNX export'
         if torch.jit.is_tracing():
             return 'torch.jit tracing'
-        if _is_compiling():
-            # the compiler sees the plain graph and plans memory itself
-            return 'torch.compile / torch.export tracing'
         if getattr(torch._C, '_are_functorch_transforms_active', bool)():
             return 'a torch.func transform (vmap, grad, ...)'
         if not self.lean_tail:

@@ -13,7 +13,7 @@ from seplugin.models.backbones import se_block
 from seplugin.models.layers.se_residual import batch_norm_affine, se_residual_relu
 
 
-def plain_tail(x, gate, identity, bn_input=None, bn_affine=None):
+def plain_tail(x, gate, identity, bn_input=None, bn_affine=None, compiled=False):
     """The formula as MMPretrain and timm write it; autograd keeps x."""
     return F.relu(x * gate + identity)
 
