@@ -245,6 +245,18 @@ def test_tracers_and_transforms():
         ['a torch.func transform (vmap, grad, ...)']
 
 
+def test_torch_compile_traces_through_the_guard_and_runs_plain():
+    """The compiler must see the whole guard: a graph break inside it would run the rest
+    uncompiled, where no compiler is seen (torch 2.1 broke at a getattr on a module)."""
+    block, x = a_block()
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(block)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    with lean_calls() as calls:
+        torch.compile(block, backend='eager')(x)
+    assert not calls
+
+
 def test_double_backward_names_the_switch():
     """A gradient penalty differentiates the lean tail's gradient: a clear error, and the
     switch named in it gives the plain path's second derivatives."""
