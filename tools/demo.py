@@ -14,7 +14,7 @@
 
 The data sets are generated when missing. The terminal shows one progress line per run
 (stage, model, seed, iteration, ETA, loss) and the final table; the full output of every
-run goes to ``<work dir>/logs/``. About 8 minutes per seed on an idle 2-core CPU; a GPU is used
+run goes to ``<work dir>/logs/``. About 11 minutes per seed on a 2-core CPU; a GPU is used
 when there is one.
 """
 import argparse
