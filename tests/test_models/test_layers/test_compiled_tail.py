@@ -37,7 +37,8 @@ def model():
     return model
 
 
-@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('memory_format', [
+    torch.contiguous_format, pytest.param(torch.channels_last, marks=pytest.mark.slow)])
 def test_compiled_backward_equals_eager_in_float64(model, memory_format, monkeypatch):
     """Two input sizes (one compiled graph: dynamic shapes) and both memory layouts. The
     gradients (up to ~5000) differ from the eager ones by ~1e-12: float32 would be 1e-4."""
@@ -84,6 +85,7 @@ def test_compiled_tail_only_where_the_lean_tail_is(model):
     assert len(calls) == len(blocks) - 1  # every block but the hooked one
 
 
+@pytest.mark.slow  # a fresh interpreter and a failing compile: ~20 s
 def test_without_a_compiler_the_eager_backward_runs_after_one_warning(tmp_path):
     """No C++ compiler (CXX points nowhere, empty inductor cache): one warning naming the
     switch, and the eager numbers."""
