@@ -85,14 +85,15 @@ COMPILED_TAIL_ENV = 'SEPLUGIN_COMPILED_TAIL'
 
 
 def _env_switch(name: str, default: str, what: str) -> bool:
+    """An on/off environment switch; unset or empty means ``default`` ('0' or '1')."""
     value = os.environ.get(name, default).strip().lower() or default
     if value in ('1', 'true', 'on', 'yes'):
         return True
     if value in ('0', 'false', 'off', 'no'):
         return False
-    raise ValueError(f'{name}={value!r} is not understood; expected 0 ({what} off) or 1 '
-                     f'(on){" the default" if default == "1" else ""}; unset means '
-                     f'{"on" if default == "1" else "off"}')
+    off, on = ('off, the default', 'on') if default == '0' else ('off', 'on, the default')
+    raise ValueError(f'{name}={value!r} is not understood; expected 0 ({what} {off}) or 1 '
+                     f'({on})')
 
 
 def lean_tail_env() -> bool:

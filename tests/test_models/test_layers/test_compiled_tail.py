@@ -130,5 +130,6 @@ def test_environment_switch(monkeypatch, value, expected):
 
 def test_environment_switch_rejects_what_it_does_not_understand(monkeypatch):
     monkeypatch.setenv('SEPLUGIN_COMPILED_TAIL', 'fast')
-    with pytest.raises(ValueError, match=r"SEPLUGIN_COMPILED_TAIL='fast' is not understood"):
+    with pytest.raises(ValueError, match=r"SEPLUGIN_COMPILED_TAIL='fast' is not understood; "
+                       r'expected 0 \(compiled SE tail backward off, the default\) or 1 \(on\)'):
         se_residual.compiled_tail_env()
