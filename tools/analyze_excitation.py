@@ -9,6 +9,7 @@ Early layers tend to excite class-agnostically, late ones class-specifically. Wr
 import argparse
 import os
 import os.path as osp
+import sys
 
 # Only the standard library up here: --help answers without loading torch or mmengine.
 
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--out-dir', default='work_dirs/excitation')
     parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
                         help='override config settings, e.g. test_dataloader.batch_size=8')
+    parser.add_argument('--verbose', action='store_true',
+                        help='on an error, print its traceback')
     args = parser.parse_args(argv)
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
 
     import torch
     from mmengine.registry import MODELS, init_default_scope
@@ -107,4 +112,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except Exception as error:
+        from seplugin.apis.console import exit_on_error
+        exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 MEASUREMENTS = ['memory', 'inference', 'training', 'detection']
@@ -404,7 +405,11 @@ def main() -> None:
                         'SE tail backward')
     parser.add_argument('--device', help="'cpu', 'cuda' or 'cuda:N' (default: cuda when "
                         'there is a GPU, else cpu)')
+    parser.add_argument('--verbose', action='store_true',
+                        help='on an error, print its traceback')
     args = parser.parse_args()
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
 
     import_libraries()
     if args.device is None:
@@ -432,4 +437,8 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except Exception as error:
+        from seplugin.apis.console import exit_on_error
+        exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -14,6 +14,7 @@ compare.csv, metrics.png and curves.png.
 import argparse
 import os
 import os.path as osp
+import sys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--paper', help="the paper's rows to show, e.g. coco-r50 (a name it "
                         'does not know gets the list)')
     parser.add_argument('--out-dir', default='work_dirs/compare')
+    parser.add_argument('--verbose', action='store_true',
+                        help='on an error, print its traceback')
     args = parser.parse_args(argv)
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
 
     # after parsing: --help answers before torch and the OpenMMLab libraries are imported
     from seplugin.analysis.compare import (
@@ -40,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.paper is not None and args.paper not in PAPER:
         parser.error(f'--paper {args.paper!r}: expected one of {sorted(PAPER)}')
+    if not any(osp.isdir(d) for d in args.se + args.baseline):
+        # one missing run is listed under the table; none at all is a mistyped command
+        parser.error(f'none of the work dirs exists: {", ".join(args.se + args.baseline)} '
+                     '(give the --work-dir of each run)')
     task = args.task or detect_task(args.se + args.baseline)
     se = [read_run(d, task) for d in args.se]
     baseline = [read_run(d, task) for d in args.baseline]
@@ -64,4 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except Exception as error:
+        from seplugin.apis.console import exit_on_error
+        exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -10,6 +10,7 @@ when there is one), after warm-up runs, as medians.
 """
 import argparse
 import math
+import os.path as osp
 import sys
 
 # Only the standard library up here: --help answers without loading torch or mmengine.
@@ -144,11 +145,18 @@ def main(argv: list[str] | None = None) -> None:
                              "classifiers, from the configs' default_scope)")
     parser.add_argument('--latency', action='store_true', help='also time the models')
     parser.add_argument('--repeats', type=int, default=10, help='timed runs per model')
+    parser.add_argument('--verbose', action='store_true',
+                        help='on an error, print its traceback')
     args = parser.parse_args(argv)
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
     if not args.paper and not args.configs:
         parser.error('give configs to measure, or --paper')
     if args.repeats < 1:
         parser.error(f'--repeats must be at least 1, got {args.repeats}')
+    missing = [c for c in args.configs if not osp.isfile(c)]
+    if missing:
+        parser.error(f'config file {", ".join(missing)} does not exist')
     if args.paper:
         paper()
     if args.configs:
@@ -157,4 +165,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    try:
+        main()
+    except Exception as error:
+        from seplugin.apis.console import exit_on_error
+        exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
                              'gets the list)')
     parser.add_argument('--backbone-only', action='store_true',
                         help='write only the backbone keys, without the backbone. prefix')
+    parser.add_argument('--verbose', action='store_true',
+                        help='on an error, print its traceback')
     args = parser.parse_args(argv)
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
 
     import torch
 
@@ -68,4 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except Exception as error:
+        from seplugin.apis.console import exit_on_error
+        exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 
 TOOLS = osp.dirname(osp.abspath(__file__))
@@ -174,9 +173,8 @@ def data_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # mmengine imports pkg_resources, whose deprecation notice is setuptools' business and
-    # would be the first thing on the terminal; the runs' own logs keep every warning
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()  # the runs' own logs keep every warning
     cls_options, det_options = data_options(args)
     logs = osp.join(args.work_dir, 'logs')
     os.makedirs(logs, exist_ok=True)

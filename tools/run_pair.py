@@ -20,8 +20,10 @@ def run(cmd: list[str]) -> bool:
     return subprocess.run(cmd).returncode == 0
 
 
-def train_and_test(config: str, work_dir: str, seed: int, options: list[str]) -> bool:
-    opts = ['--cfg-options', f'randomness.seed={seed}', *options]
+def train_and_test(config: str, work_dir: str, seed: int, options: list[str],
+                   verbose: bool) -> bool:
+    opts = ['--cfg-options', f'randomness.seed={seed}', *options] + (['--verbose'] if verbose
+                                                                       else [])
     if not run([sys.executable, osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
                 *opts]):
         return False
@@ -40,14 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--paper', help="the paper's rows to show (see tools/compare.py)")
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='applied to both configs alike')
+    parser.add_argument('--verbose', action='store_true',
+                        help='on an error, print its traceback')
     args = parser.parse_args(argv)
+    for config in (args.baseline, args.se):
+        if not osp.isfile(config):
+            parser.error(f'config file {config!r} does not exist')
 
     dirs = {'baseline': [], 'se': []}
     for seed in args.seeds:
         for name, config in (('baseline', args.baseline), ('se', args.se)):
             work_dir = osp.join(args.work_dir, name, f'seed{seed}')
             dirs[name].append(work_dir)
-            if not train_and_test(config, work_dir, seed, args.cfg_options):
+            if not train_and_test(config, work_dir, seed, args.cfg_options, args.verbose):
                 print(f'!! {name} seed {seed} failed; the comparison will list it',
                       flush=True)
     compare_args = ['--se', *dirs['se'], '--baseline', *dirs['baseline'],
@@ -60,4 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except Exception as error:
+        from seplugin.apis.console import exit_on_error
+        exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -128,18 +128,32 @@ def run_tool(main: Callable[[], object], verbose: bool) -> None:
     _state['log_files'] = []
     try:
         main()
-    except KeyboardInterrupt:
-        raise
     except Exception as e:
-        if verbose:
-            raise
-        files = _write_to_log('Traceback of the error that ended the run:\n'
-                              + traceback.format_exc())
-        # str(KeyError('x')) is "'x'": a KeyError's message is its argument
-        message = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 \
-            and isinstance(e.args[0], str) else str(e)
-        message = ' '.join(line.strip() for line in message.splitlines() if line.strip())
-        where = f' (traceback in {files[0]})' if files else ' (--verbose shows the traceback)'
-        sys.stdout.flush()
-        print(f'error: {type(e).__name__}: {message}{where}', file=sys.stderr, flush=True)
-        sys.exit(1)
+        exit_on_error(e, verbose)
+
+
+def exit_on_error(error: Exception, verbose: bool) -> None:
+    """End the output with one line naming ``error`` and exit 1; the traceback goes to the
+    run's log file, if there is one. With ``verbose``, re-raise: Python prints the traceback.
+    Call it from an ``except`` block. The tools that make no run (``compare.py``,
+    ``convert_weights.py``, ...) call it from their ``__main__`` block, so that ``--help``
+    imports nothing heavy and tests of their ``main`` see the exception itself."""
+    if verbose:
+        raise error
+    files = _write_to_log('Traceback of the error that ended the run:\n'
+                          + traceback.format_exc())
+    # str(KeyError('x')) is "'x'": a KeyError's message is its argument
+    message = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 \
+        and isinstance(error.args[0], str) else str(error)
+    message = ' '.join(line.strip() for line in message.splitlines() if line.strip())
+    where = f' (traceback in {files[0]})' if files else ' (--verbose shows the traceback)'
+    sys.stdout.flush()
+    print(f'error: {type(error).__name__}: {message}{where}', file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def hide_setuptools_notice() -> None:
+    """Keep setuptools' "pkg_resources is deprecated" notice off a tool's terminal: mmengine
+    imports pkg_resources, and the notice is setuptools' business, not the user's. Tools call
+    it; ``import seplugin`` does not touch warnings filters."""
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
