@@ -235,8 +235,18 @@ def train_and_predict(model_cfg: dict, optim_cfg: dict) -> tuple[torch.nn.Module
 
         model.eval()
         with torch.no_grad():
-            predictions = model.val_step(test_data)
+            predictions = [p for batch in single_image_batches(test_data, model_cfg, track)
+                           for p in model.val_step(batch)]
     return model, predictions
+
+
+def single_image_batches(data: dict, model_cfg: dict, track: bool) -> list[dict]:
+    """One image per batch, as mmdet's test dataloaders have it (guided anchoring's
+    MaskedConv2d takes nothing else); a clip for trackers, the crops for re-identification."""
+    if track or model_cfg['type'] == 'BaseReID':
+        return [data]
+    return [dict(inputs=[image], data_samples=[sample])
+            for image, sample in zip(data['inputs'], data['data_samples'])]
 
 
 def check_predictions(predictions: list, track: bool) -> None:
