@@ -148,15 +148,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--verbose', action='store_true',
                         help='on an error, print its traceback')
     args = parser.parse_args(argv)
-    from seplugin.apis.console import hide_setuptools_notice
-    hide_setuptools_notice()
     if not args.paper and not args.configs:
         parser.error('give configs to measure, or --paper')
     if args.repeats < 1:
         parser.error(f'--repeats must be at least 1, got {args.repeats}')
     missing = [c for c in args.configs if not osp.isfile(c)]
     if missing:
-        parser.error(f'config file {", ".join(missing)} does not exist')
+        parser.error(f'no such config file: {", ".join(missing)}')
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
     if args.paper:
         paper()
     if args.configs:

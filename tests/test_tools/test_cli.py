@@ -282,7 +282,7 @@ def test_the_other_tools_end_an_error_as_one_line(argv, expected, tmp_path):
 
 
 @pytest.mark.parametrize('argv, expected', [
-    (['complexity.py', 'nowhere.py'], "config file nowhere.py does not exist"),
+    (['complexity.py', 'nowhere.py'], 'no such config file: nowhere.py'),
     (['compare.py', '--se', 'se0', '--baseline', 'base0'],
      'none of the work dirs exists: se0, base0 (give the --work-dir of each run)'),
     (['run_pair.py', 'nowhere.py', str(CLS)], "config file 'nowhere.py' does not exist"),
