@@ -29,8 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--verbose', action='store_true',
                         help='on an error, print its traceback')
     args = parser.parse_args(argv)
-    from seplugin.apis.console import hide_setuptools_notice
-    hide_setuptools_notice()
 
     # after parsing: --help answers before torch and the OpenMMLab libraries are imported
     from seplugin.analysis.compare import (
@@ -43,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         starting_weights,
         write_csv,
     )
+    from seplugin.apis.console import hide_setuptools_notice
+    hide_setuptools_notice()
     if args.paper is not None and args.paper not in PAPER:
         parser.error(f'--paper {args.paper!r}: expected one of {sorted(PAPER)}')
     if not any(osp.isdir(d) for d in args.se + args.baseline):

@@ -22,8 +22,9 @@ def run(cmd: list[str]) -> bool:
 
 def train_and_test(config: str, work_dir: str, seed: int, options: list[str],
                    verbose: bool) -> bool:
-    opts = ['--cfg-options', f'randomness.seed={seed}', *options] + (['--verbose'] if verbose
-                                                                       else [])
+    opts = ['--cfg-options', f'randomness.seed={seed}', *options]
+    if verbose:
+        opts.append('--verbose')
     if not run([sys.executable, osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
                 *opts]):
         return False

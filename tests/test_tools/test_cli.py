@@ -260,7 +260,6 @@ def test_an_error_before_the_run_has_a_log_is_one_line(tmp_path, capsys, quiet):
                    'not exist (--verbose shows the traceback)']
 
 
-
 @pytest.mark.parametrize('argv, expected', [
     (['analyze_excitation.py', 'nowhere.py', 'x.pth'],
      "error: FileNotFoundError: config file 'nowhere.py' does not exist"),
@@ -311,6 +310,17 @@ def test_a_tool_prints_no_setuptools_notice(tmp_path):
     assert 'pkg_resources' not in result.stderr and 'Warning' not in result.stderr
     if not fires:
         pytest.skip('this setuptools emits no pkg_resources notice (nothing to hide)')
+
+
+@pytest.mark.parametrize('verbose', [False, True])
+def test_run_pair_passes_verbose_to_its_runs(verbose, tmp_path, monkeypatch):
+    run_pair = load_tool('run_pair')
+    commands = []
+    monkeypatch.setattr(run_pair, 'run', lambda cmd: commands.append(cmd) or False)
+    assert run_pair.train_and_test(str(CLS), str(tmp_path), 0, [], verbose) is False
+    assert [c[1] for c in commands] == [str(REPO / 'tools/train.py')]
+    assert ('--verbose' in commands[0]) is verbose
+
 
 def test_python_warnings_and_prints_go_to_the_log_file(tmp_path, capsys, quiet):
     import warnings
