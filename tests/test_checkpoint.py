@@ -16,7 +16,7 @@ from mmengine.logging import HistoryBuffer
 from packaging.version import Version
 from toy import make_runner
 
-from seplugin.apis import CheckedRunner
+from seplugin.engine.runner import CheckedRunner
 from seplugin.checkpoint import HAS_ALLOW_LIST, CheckpointError, load_file, verify_checkpoint
 
 needs_allow_list = pytest.mark.skipif(

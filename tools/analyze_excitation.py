@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--verbose', action='store_true',
                         help='on an error, print its traceback')
     args = parser.parse_args(argv)
-    from seplugin.apis.console import hide_setuptools_notice
+    from seplugin.cli.console import hide_setuptools_notice
     hide_setuptools_notice()
 
     import torch
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from mmengine.utils import ProgressBar
 
     from seplugin.analysis.excitation import ExcitationRecorder, plot_excitations
-    from seplugin.apis import load_config
+    from seplugin.cli.config import load_config
 
     cfg = load_config(args.config, args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -115,5 +115,5 @@ if __name__ == '__main__':
     try:
         main()
     except Exception as error:
-        from seplugin.apis.console import exit_on_error
+        from seplugin.cli.console import exit_on_error
         exit_on_error(error, verbose='--verbose' in sys.argv)

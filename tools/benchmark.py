@@ -408,7 +408,7 @@ def main() -> None:
     parser.add_argument('--verbose', action='store_true',
                         help='on an error, print its traceback')
     args = parser.parse_args()
-    from seplugin.apis.console import hide_setuptools_notice
+    from seplugin.cli.console import hide_setuptools_notice
     hide_setuptools_notice()
 
     import_libraries()
@@ -440,5 +440,5 @@ if __name__ == '__main__':
     try:
         main()
     except Exception as error:
-        from seplugin.apis.console import exit_on_error
+        from seplugin.cli.console import exit_on_error
         exit_on_error(error, verbose='--verbose' in sys.argv)

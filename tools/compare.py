@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         starting_weights,
         write_csv,
     )
-    from seplugin.apis.console import hide_setuptools_notice
+    from seplugin.cli.console import hide_setuptools_notice
     hide_setuptools_notice()
     if args.paper is not None and args.paper not in PAPER:
         parser.error(f'--paper {args.paper!r}: expected one of {sorted(PAPER)}')
@@ -76,5 +76,5 @@ if __name__ == '__main__':
     try:
         raise SystemExit(main())
     except Exception as error:
-        from seplugin.apis.console import exit_on_error
+        from seplugin.cli.console import exit_on_error
         exit_on_error(error, verbose='--verbose' in sys.argv)

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = [c for c in args.configs if not osp.isfile(c)]
     if missing:
         parser.error(f'no such config file: {", ".join(missing)}')
-    from seplugin.apis.console import hide_setuptools_notice
+    from seplugin.cli.console import hide_setuptools_notice
     hide_setuptools_notice()
     if args.paper:
         paper()
@@ -168,5 +168,5 @@ if __name__ == '__main__':
     try:
         main()
     except Exception as error:
-        from seplugin.apis.console import exit_on_error
+        from seplugin.cli.console import exit_on_error
         exit_on_error(error, verbose='--verbose' in sys.argv)

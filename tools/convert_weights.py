@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--verbose', action='store_true',
                         help='on an error, print its traceback')
     args = parser.parse_args(argv)
-    from seplugin.apis.console import hide_setuptools_notice
+    from seplugin.cli.console import hide_setuptools_notice
     hide_setuptools_notice()
 
     import torch
@@ -75,5 +75,5 @@ if __name__ == '__main__':
     try:
         raise SystemExit(main())
     except Exception as error:
-        from seplugin.apis.console import exit_on_error
+        from seplugin.cli.console import exit_on_error
         exit_on_error(error, verbose='--verbose' in sys.argv)

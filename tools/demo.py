@@ -173,7 +173,7 @@ def data_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from seplugin.apis.console import hide_setuptools_notice
+    from seplugin.cli.console import hide_setuptools_notice
     hide_setuptools_notice()  # the runs' own logs keep every warning
     cls_options, det_options = data_options(args)
     logs = osp.join(args.work_dir, 'logs')

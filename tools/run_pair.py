@@ -71,5 +71,5 @@ if __name__ == '__main__':
     try:
         raise SystemExit(main())
     except Exception as error:
-        from seplugin.apis.console import exit_on_error
+        from seplugin.cli.console import exit_on_error
         exit_on_error(error, verbose='--verbose' in sys.argv)

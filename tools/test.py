@@ -48,7 +48,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     if args is None:
         args = parse_args()
     check_options(args)
-    from seplugin.apis import (
+    from seplugin.cli.config import (
         TEST_KEYS,
         build_runner,
         check_data_roots,
@@ -56,8 +56,8 @@ def main(args: argparse.Namespace | None = None) -> None:
         load_config,
         require_keys,
     )
-    from seplugin.apis.console import phase, prints_to_log
-    from seplugin.apis.outputs import DumpCompactResults, show_predictions
+    from seplugin.cli.console import phase, prints_to_log
+    from seplugin.engine.outputs import DumpCompactResults, show_predictions
     from seplugin.checkpoint import verify_checkpoint
 
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir,
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace | None = None) -> None:
 
 if __name__ == '__main__':
     arguments = parse_args()
-    from seplugin.apis import finish_distributed
-    from seplugin.apis.console import run_tool
+    from seplugin.cli.config import finish_distributed
+    from seplugin.cli.console import run_tool
     run_tool(lambda: main(arguments), arguments.verbose)
     finish_distributed()  # with the runner gone

@@ -41,7 +41,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         args = parse_args()
     from mmengine.runner import find_latest_checkpoint
 
-    from seplugin.apis import (
+    from seplugin.cli.config import (
         TRAIN_KEYS,
         build_runner,
         check_amp,
@@ -51,7 +51,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         load_config,
         require_keys,
     )
-    from seplugin.apis.console import phase, prints_to_log
+    from seplugin.cli.console import phase, prints_to_log
     from seplugin.checkpoint import verify_checkpoint
 
     # Options first: a mistake here costs no config dump and no model build.
@@ -97,7 +97,7 @@ def main(args: argparse.Namespace | None = None) -> None:
 
 if __name__ == '__main__':
     arguments = parse_args()
-    from seplugin.apis import finish_distributed
-    from seplugin.apis.console import run_tool
+    from seplugin.cli.config import finish_distributed
+    from seplugin.cli.console import run_tool
     run_tool(lambda: main(arguments), arguments.verbose)
     finish_distributed()  # with the runner gone

@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from PIL import Image
 
-from seplugin.apis import console
+from seplugin.cli import console
 from seplugin.datasets.mini_cls import make_mini_imagenet
 
 REPO = Path(__file__).parents[2]
@@ -154,7 +154,7 @@ def test_amp_asked_for_by_the_config_is_refused_without_a_gpu(imagenet, tmp_path
 
 
 def test_amp_with_a_gpu_passes_the_check():
-    from seplugin.apis import check_amp
+    from seplugin.cli.config import check_amp
     with mock.patch('torch.cuda.is_available', return_value=True):
         check_amp()  # no error: the device is torch's to report, nothing hard-coded
 

@@ -119,6 +119,15 @@ def _fused_grads(grad_out, out, gate, z, alpha, beta):
 _compiled_grads = None  # torch.compile(_fused_grads), made at the first use; False: failed
 
 
+def compiled_tail_state() -> str:
+    """What the compiled tail backward has done in this process: 'unused' (never asked
+    for), 'compiled' (it ran compiled) or 'fallback' (compiling failed; the eager backward
+    ran instead), for reports that must not label an eager run as compiled."""
+    if _compiled_grads is None:
+        return 'unused'
+    return 'fallback' if _compiled_grads is False else 'compiled'
+
+
 def compiled_grads(*args):
     """``_fused_grads`` compiled (dynamic shapes: detection's input sizes vary), or None
     where it cannot be compiled (then warns once and the eager backward runs)."""

@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.model import revert_sync_batchnorm
 
-from seplugin.apis.dist import check_sync_bn
+from seplugin.engine.dist import check_sync_bn
 from seplugin.models import SEResNet
 
 
@@ -28,7 +28,7 @@ def test_se_resnet_with_sync_bn_runs_as_bn_in_one_process():
 def test_check_sync_bn_only_acts_in_distributed_cpu_runs(monkeypatch):
     model = SEResNet(depth=18, base_channels=16, se_ratio=4, norm_cfg=dict(type='SyncBN'))
     check_sync_bn(model, 'gloo')  # not distributed: nothing to check
-    monkeypatch.setattr('seplugin.apis.dist.is_distributed', lambda: True)
+    monkeypatch.setattr('seplugin.engine.dist.is_distributed', lambda: True)
     with pytest.raises(RuntimeError, match=r'the model has SyncBN layers \(bn1, '
                                            r'layer1.0.bn1, layer1.0.bn2 and \d+ more\), which '
                                            r"synchronise through GPU kernels only, but this "

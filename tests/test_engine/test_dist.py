@@ -2,8 +2,8 @@
 import pytest
 from mmengine.config import Config
 
-from seplugin.apis import load_config
-from seplugin.apis.dist import resolve_dist_backend, set_cpu_model_wrapper
+from seplugin.cli.config import load_config
+from seplugin.engine.dist import resolve_dist_backend, set_cpu_model_wrapper
 
 
 def config(backend: str | None = None) -> Config:

@@ -12,13 +12,13 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .dist import (
+from seplugin.engine.dist import (
     finish_distributed,
     init_distributed,
     resolve_dist_backend,
     set_cpu_model_wrapper,
 )
-from .runner import CheckedRunner, EmptyDatasetError, explain_module_errors
+from seplugin.engine.runner import CheckedRunner, EmptyDatasetError, explain_module_errors
 
 __all__ = ['parse_cfg_options', 'load_config', 'require_keys', 'build_runner',
            'check_amp', 'check_resume', 'check_data_roots', 'MINI_DATA_COMMANDS',
@@ -49,7 +49,7 @@ def load_config(path: str, cfg_options: list[str] | dict | None = None,
 
     Without ``work_dir`` the config's own is kept, else ``./work_dirs/<config name>``.
     For a distributed launcher the backend is settled here (see
-    :func:`seplugin.apis.dist.resolve_dist_backend`): the note saying that the config's
+    :func:`seplugin.engine.dist.resolve_dist_backend`): the note saying that the config's
     ``nccl`` was replaced is kept in ``cfg.dist_backend_note`` for the log.
     """
     if not osp.isfile(path):
@@ -158,7 +158,7 @@ def build_runner(cfg: Config) -> Runner:
     """The config's runner: ``runner_type`` when set, else :class:`CheckedRunner`.
 
     For a distributed launcher, the process group is started first (so that CPUs work, see
-    :mod:`seplugin.apis.dist`).
+    :mod:`seplugin.engine.dist`).
     """
     import seplugin  # noqa: F401  (registers modules, allow-lists checkpoint types)
     note = cfg.pop('dist_backend_note', None)

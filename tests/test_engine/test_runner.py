@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from seplugin.apis import explain_module_errors
+from seplugin.engine.runner import explain_module_errors
 from seplugin.models import SEResNet
 
 

@@ -13,7 +13,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_mod
 
 from seplugin.checkpoint import CheckpointError, check_state_dict_fits, explain_load_failure
 
-from .console import attach_console
+from seplugin.cli.console import attach_console
 from .dist import check_sync_bn
 
 
@@ -55,7 +55,7 @@ class CheckedRunner(Runner):
     - a ``resume`` from a file without training state;
     - a checkpoint file that fails to load: the error names the file and what is wrong
       with it (see :func:`seplugin.checkpoint.diagnose`);
-    - SyncBN in a distributed run on CPUs (see :func:`seplugin.apis.dist.check_sync_bn`);
+    - SyncBN in a distributed run on CPUs (see :func:`seplugin.engine.dist.check_sync_bn`);
 
     and in a distributed ``test()`` only rank 0 writes the metrics file (mmengine lets every
     rank write it, and the writes race).
@@ -69,7 +69,7 @@ class CheckedRunner(Runner):
 
     def build_logger(self, log_level='INFO', log_file=None, **kwargs):
         """mmengine's logger, with the console kept to progress, phases, warnings and
-        errors unless ``--verbose`` (see :mod:`seplugin.apis.console`); the log file gets
+        errors unless ``--verbose`` (see :mod:`seplugin.cli.console`); the log file gets
         everything."""
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
         attach_console(logger)
