@@ -4,7 +4,7 @@
 
 The content comes from the configs (their starting weights), the installed MMPretrain's
 metafiles (those weights' ImageNet top-1) and the paper's numbers in
-seplugin.analysis.compare.PAPER. ``--check`` writes nothing and fails when a file differs.
+seplugin.paper.PAPER_RESULTS. ``--check`` writes nothing and fails when a file differs.
 """
 import argparse
 import os.path as osp

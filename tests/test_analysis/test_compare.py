@@ -1,5 +1,7 @@
-"""tools/compare.py on work dirs written by real (tiny) mmengine runs."""
+"""tools/compare.py on work dirs written by real (tiny) mmengine runs: which runs it reads,
+and the statistics it makes, against scipy and hand-computed values."""
 import csv
+import json
 import subprocess
 import sys
 
@@ -7,7 +9,15 @@ import pytest
 from scipy import stats
 from toy import ToyAccuracy, ToyData, make_runner
 
-from seplugin.analysis.compare import compare, markdown, read_run, starting_weights
+from seplugin.analysis.compare import (
+    compare,
+    holm,
+    log_dirs,
+    markdown,
+    read_run,
+    report,
+    starting_weights,
+)
 
 TOOLS = 'tools/compare.py'
 
@@ -34,6 +44,10 @@ def runs(tmp_path_factory):
 def test_reads_test_results_and_curves(runs):
     run = read_run(runs['se'][0], 'classification')
     assert run.source == 'test' and not run.problem
+    # the training run (curves) and the test run (metrics), each by its log dir
+    train, test = log_dirs(runs['se'][0])[0], log_dirs(runs['se'][0])[-1]
+    assert (run.train_run, run.test_run) == (train, test)
+    assert run.which == f'train {train}, test {test}'
     assert set(run.metrics) == {'accuracy/top1', 'accuracy/top5'}
     assert [r['step'] for r in run.train] == [1, 2, 3, 4]
     assert [r['step'] for r in run.val] == [2, 4]
@@ -56,12 +70,18 @@ def test_coco_size_range_without_objects_is_left_out(tmp_path):
 
 
 class R:
-    def __init__(self, top1, top5=90.0):
+    def __init__(self, top1, top5=90.0, seed=None):
         self.metrics = {'accuracy/top1': top1, 'accuracy/top5': top5}
+        self.seed = seed
 
 
 def fake(*values):
     return [R(v) for v in values]
+
+
+def seeded(*values):
+    """Runs of seeds 0, 1, ... in this order."""
+    return [R(v, seed=i) for i, v in enumerate(values)]
 
 
 def test_two_seeds_are_never_significant():
@@ -71,8 +91,14 @@ def test_two_seeds_are_never_significant():
     assert (top1['se_mean'], top1['baseline_mean']) == pytest.approx((45.05, 40.05))
     assert top1['delta'] == pytest.approx(5.0)
     assert top1['significant'] == 'not tested (needs >= 3 seeds each)'
-    # the interval is still given, from the t distribution with ~2 d.o.f.
-    assert top1['delta_ci'] is not None
+    assert top1['p_value'] is top1['t'] is top1['test'] is None
+    # the interval is still given: Welch's, from the t distribution with ~2 d.o.f.
+    welch = stats.ttest_ind([45.0, 45.1], [40.0, 40.1], equal_var=False)
+    assert top1['delta_ci'] == pytest.approx(tuple(welch.confidence_interval(0.95)),
+                                             rel=1e-9)
+    # by hand: equal variances and sizes give df = 2, half width t(0.975, 2) * sqrt(2 s2/2)
+    half = stats.t.ppf(0.975, 2) * (2 * 0.005 / 2) ** 0.5
+    assert top1['delta_ci'] == pytest.approx((5.0 - half, 5.0 + half), rel=1e-9)
     single = compare(fake(76.0), fake(74.0), 'classification')
     assert single[0]['significant'] == 'not tested (needs >= 3 seeds each)'
     assert single[0]['delta_ci'] is None and single[0]['se_ci'] is None
@@ -82,8 +108,9 @@ def test_three_seeds_welch_matches_scipy():
     se, base = [76.1, 76.9, 76.4], [75.0, 75.9, 74.6]
     top1 = compare(fake(*se), fake(*base), 'classification')[0]
     reference = stats.ttest_ind(se, base, equal_var=False)
-    assert top1['welch_t'] == pytest.approx(reference.statistic, rel=1e-12)
-    assert top1['welch_df'] == pytest.approx(reference.df, rel=1e-12)
+    assert top1['test'] == 'Welch t' and top1['role'] == 'primary'
+    assert top1['t'] == pytest.approx(reference.statistic, rel=1e-12)
+    assert top1['df'] == pytest.approx(reference.df, rel=1e-12)
     assert top1['p_value'] == pytest.approx(reference.pvalue, rel=1e-9)
     low, high = reference.confidence_interval(0.95)
     assert top1['delta_ci'] == pytest.approx((low, high), rel=1e-9)
@@ -96,8 +123,141 @@ def test_three_seeds_welch_matches_scipy():
     noisy = compare(fake(76.0, 77.5, 75.5), fake(75.0, 76.5, 74.5), 'classification')[0]
     assert noisy['significant'].startswith('no (p = ')
     # identical top-5 everywhere: no variation, no test
-    assert compare(fake(*se), fake(*base), 'classification')[1]['significant'] == \
-        'not tested (no seed-to-seed variation)'
+    top5 = compare(fake(*se), fake(*base), 'classification')[1]
+    assert top5['significant'] == 'not tested (no seed-to-seed variation)'
+    assert top5['p_value'] is None
+
+
+def test_paired_runs_get_the_paired_test_on_per_seed_differences():
+    """Seed i of SE pairs with seed i of the baseline, whatever order the runs come in."""
+    se, base = [76.1, 76.9, 76.4], [75.0, 75.9, 74.6]
+    top1 = compare(list(reversed(seeded(*se))), seeded(*base), 'classification',
+                   paired=True)[0]
+    reference = stats.ttest_rel(se, base)
+    assert top1['test'] == 'paired t' and top1['df'] == 2
+    assert top1['t'] == pytest.approx(reference.statistic, rel=1e-12)
+    assert top1['p_value'] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert top1['delta_ci'] == pytest.approx(tuple(reference.confidence_interval(0.95)),
+                                             rel=1e-9)
+    # by hand: differences 1.1, 1.0, 1.8, mean 1.3, t = mean / (sd / sqrt(3))
+    d = [1.1, 1.0, 1.8]
+    assert top1['t'] == pytest.approx(1.3 / (stats.tstd(d) / 3 ** 0.5), rel=1e-9)
+    # the pairing matters: Welch on the same numbers gives another p
+    assert top1['p_value'] != pytest.approx(stats.ttest_ind(se, base,
+                                                            equal_var=False).pvalue)
+    assert top1['significant'].startswith(('yes (p = ', 'no (p = '))
+    assert 'paired t = ' in top1['significant']
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> monotone
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # 0.5 * 2 capped at 1; never below the step before
+    assert holm([0.02]) == [0.02]
+    assert holm([]) == []
+
+
+def test_secondary_metrics_are_holm_corrected_and_the_primary_is_not():
+    """Detection: box AP is primary; AP50 and AP75 (tested) are corrected together."""
+    def det(values, seeds):
+        runs = []
+        for (ap, ap50, ap75), seed in zip(values, seeds):
+            run = R(0, seed=seed)
+            run.metrics = {'coco/bbox_mAP': ap, 'coco/bbox_mAP_50': ap50,
+                           'coco/bbox_mAP_75': ap75}
+            runs.append(run)
+        return runs
+    se = [(40.1, 61.0, 43.0), (40.9, 61.9, 43.5), (40.4, 60.5, 44.1)]
+    base = [(38.0, 58.0, 41.0), (38.3, 59.5, 41.4), (37.6, 58.9, 40.2)]
+    rows = compare(det(se, [0, 1, 2]), det(base, [0, 1, 2]), 'detection', paired=True)
+    assert [r['role'] for r in rows] == ['primary', 'secondary', 'secondary']
+    raw = [stats.ttest_rel([s[i] for s in se], [b[i] for b in base]).pvalue for i in range(3)]
+    assert [r['p_value'] for r in rows] == pytest.approx(raw, rel=1e-9)
+    assert rows[0]['p_holm'] is None
+    low, high = sorted(raw[1:])
+    expected = {raw.index(low): 2 * low, raw.index(high): max(2 * low, high)}
+    assert [rows[1]['p_holm'], rows[2]['p_holm']] == pytest.approx(
+        [min(1, expected[1]), min(1, expected[2])], rel=1e-9)
+    assert rows[1]['significant'].startswith(('yes (Holm p = ', 'no (Holm p = '))
+    text = markdown(rows, None, [], method='Test: paired')
+    assert '| coco/bbox_mAP (primary) |' in text and '(Holm ' in text
+
+
+def test_no_p_value_is_written_where_no_test_is_made(tmp_path):
+    rows = compare(seeded(45.0, 45.3), seeded(40.0, 40.1), 'classification', paired=True)
+    assert rows[0]['significant'] == 'not tested (needs >= 3 pairs)'
+    text = markdown(rows, None, [])
+    assert text.splitlines()[2].split('|')[5].strip() == ''  # the p column
+    from seplugin.analysis.compare import write_csv
+    write_csv(rows, tmp_path / 'c.csv')
+    row = next(csv.DictReader(open(tmp_path / 'c.csv')))
+    assert row['p_value'] == row['t'] == row['df'] == row['test'] == row['p_holm'] == ''
+    assert row['delta_ci_low'] != ''  # the interval is no test
+
+
+def write_run(work_dir, ts, losses=None, metrics=None, seed=None):
+    """One log dir as mmengine writes it: a training run's scalars or a test run's json."""
+    log = work_dir / ts
+    (log / 'vis_data').mkdir(parents=True)
+    if losses is not None:
+        (log / 'vis_data' / 'scalars.json').write_text(''.join(
+            json.dumps(dict(loss=loss, step=i + 1)) + '\n' for i, loss in enumerate(losses)))
+    if metrics is not None:
+        (log / f'{ts}.json').write_text(json.dumps(metrics) + '\n')
+    if seed is not None:
+        (log / 'vis_data' / 'config.py').write_text(f'randomness = dict(seed={seed})\n')
+
+
+def test_a_failed_rerun_in_the_same_work_dir_is_not_shown_with_old_numbers(tmp_path, capsys):
+    """The issue's case: a work dir of a tested run is used again and the new training
+    fails. The old test results must not stand for it, nor mix with its curves."""
+    work = tmp_path / 'se'
+    write_run(work, '20260101_100000', losses=[2.0, 1.0])
+    write_run(work, '20260101_110000', metrics={'accuracy/top1': 80.0, 'accuracy/top5': 99.})
+    write_run(work, '20260102_090000', losses=[3.0])  # the re-run, failed after one step
+    run = read_run(str(work), 'classification')
+    assert run.source == '' and run.metrics == {} and run.test_run is None
+    assert run.problem == ('its newest training run 20260102_090000 has no test run after '
+                           'it; the test results of 20260101_110000 are of an earlier '
+                           'training')
+    assert [line['loss'] for line in run.train] == [3.0]  # its own curve, not mixed
+    base = tmp_path / 'base'
+    write_run(base, '20260101_100000', losses=[2.0])
+    write_run(base, '20260101_110000', metrics={'accuracy/top1': 70.0, 'accuracy/top5': 99.})
+    assert report([run], [read_run(str(base), 'classification')], 'classification',
+                  str(tmp_path / 'out')) == 1
+    text = capsys.readouterr().out
+    assert '80.00' not in text and '| accuracy/top1' not in text
+    assert f'- {work}: its newest training run 20260102_090000 has no test run' in text
+
+
+def test_each_work_dir_says_which_runs_it_read_and_pairs_by_recorded_seed(tmp_path, capsys):
+    se, base = [76.1, 76.9, 76.4], [75.0, 75.9, 74.6]
+    dirs = {}
+    for name, values in (('se', se), ('base', base)):
+        for seed, top1 in enumerate(values):
+            work = tmp_path / f'{name}{seed}'
+            write_run(work, '20260101_100000', losses=[1.0], seed=seed)
+            write_run(work, '20260101_110000', seed=seed,
+                      metrics={'accuracy/top1': top1, 'accuracy/top5': 99.0})
+            dirs.setdefault(name, []).append(str(work))
+    runs = {n: [read_run(d, 'classification') for d in ds] for n, ds in dirs.items()}
+    assert [r.seed for r in runs['se']] == [0, 1, 2]
+    assert report(runs['se'], runs['base'], 'classification', str(tmp_path / 'out')) == 0
+    text = capsys.readouterr().out
+    assert 'Test: paired t-test on the per-seed differences; runs paired by seed (0, 1, 2).' \
+        in text
+    assert f'- SE {dirs["se"][0]}: train 20260101_100000, test 20260101_110000, seed 0' in text
+    p = stats.ttest_rel(se, base).pvalue
+    assert f'| {p:.3f} |' in text
+    # without the seeds on record the runs are not paired: Welch, and it says why
+    for run in runs['se'] + runs['base']:
+        run.seed = None
+    report(runs['se'], runs['base'], 'classification', str(tmp_path / 'out'))
+    text = capsys.readouterr().out
+    assert "Test: Welch's t-test (unequal variances); runs not paired: a run records no " \
+        'seed.' in text
+    assert f"| {stats.ttest_ind(se, base, equal_var=False).pvalue:.3f} |" in text
 
 
 def test_table_labels_the_paper_and_the_starting_weights():
@@ -114,15 +274,17 @@ def test_table_labels_the_paper_and_the_starting_weights():
 
 
 def test_starting_weights_from_the_saved_config(tmp_path):
-    """A published URL gets MMPretrain's top-1; a local checkpoint written by a tested
-    classification run gets that run's top-1."""
+    """A published URL gets MMPretrain's top-1; a local checkpoint gets the top-1 of the
+    test run that tested exactly it (its saved load_from), not of a newer test."""
     from seplugin.zoo import mmpretrain_model
     url = ('https://download.openmmlab.com/mmclassification/v0/se-resnet/'
            'se-resnet50_batch256_imagenet_20200804-ae206104.pth')
     classifier_dir = tmp_path / 'cls'
-    (classifier_dir / '20260101_000000').mkdir(parents=True)
-    (classifier_dir / '20260101_000000' / '20260101_000000.json').write_text(
-        '{"accuracy/top1": 62.5, "accuracy/top5": 100.0}\n')
+    for ts, top1, tested in (('20260101_000000', 62.5, 'epoch_20.pth'),
+                             ('20260101_010000', 12.5, 'epoch_10.pth')):
+        write_run(classifier_dir, ts, metrics={'accuracy/top1': top1, 'accuracy/top5': 100.})
+        (classifier_dir / ts / 'vis_data' / 'config.py').write_text(
+            f"load_from = '{classifier_dir / tested}'\n")
     for name, checkpoint in (('det_url', url), ('det_local', classifier_dir / 'epoch_20.pth'),
                              ('det_scratch', None)):
         vis = tmp_path / name / '20260101_000000' / 'vis_data'
@@ -131,8 +293,7 @@ def test_starting_weights_from_the_saved_config(tmp_path):
             f"dict(type='Pretrained', checkpoint='{checkpoint}', prefix='backbone.')"
         (vis / 'config.py').write_text(f'model = dict(backbone=dict(init_cfg={init}))\n')
     assert starting_weights(str(tmp_path / 'det_url')) == dict(
-        checkpoint='seresnet50_8xb32_in1k', top1=mmpretrain_model(url)['top1'],
-        of='MMPretrain metafile, ImageNet-1k')
+        checkpoint='seresnet50_8xb32_in1k', top1=77.74, of='MMPretrain metafile, ImageNet-1k')
     assert mmpretrain_model(url)['top1'] == 77.74
     assert starting_weights(str(tmp_path / 'det_local')) == dict(
         checkpoint=str(classifier_dir / 'epoch_20.pth'), top1=62.5,
