@@ -5,15 +5,14 @@ norm configs); the SE layer is one more child named ``se_layer``, so checkpoints
 mmpretrain's SE-ResNet load unchanged. Only the residual unit (shortcut, addition, final
 ReLU) is written here, because the paper's placements need to reach both of its paths.
 """
+import importlib
+
 import torch
 import torch.utils.checkpoint as cp
-from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.models.backbones.resnext import Bottleneck as ResNeXtBottleneck
 from torch import nn
-from torch.fx.experimental.proxy_tensor import ProxyTorchDispatchMode
-from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from seplugin.models.layers.se_layer import SELayer
 from seplugin.models.layers.se_residual import (
@@ -32,12 +31,33 @@ SE_POSITIONS = (
     'identity',  # on the shortcut, in parallel with the residual branch
     '3x3',       # after the 3x3 conv (+BN+ReLU) of a bottleneck: the paper's SE_3x3
 )
-# The gate modules SELayer builds (ConvModule's act_cfg); the lean tail computes these.
-_GATE_MODULES = {'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh, 'relu': nn.ReLU,
-                 'hsigmoid': nn.Hardsigmoid}
 # Module hooks the lean tail would bypass (torch keeps the global ones as _global<name>).
 _HOOK_DICTS = ('_forward_hooks', '_forward_pre_hooks', '_backward_hooks',
                '_backward_pre_hooks')
+# Dispatch modes that observe the lean tail as what it is (seplugin's memory counter
+# measures it); any other active mode (make_fx, FakeTensor, FlopCounterMode, ...) sends
+# the block to the plain path.
+LEAN_TAIL_OBSERVERS = ('seplugin.analysis.memory.PeakTensorMemory',)
+
+
+def _private(module: str, name: str):
+    """A private torch name, or None where this torch does not have it (then the probe
+    that needs it cannot answer, and the plain path runs)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+_dispatch_modes = _private('torch.utils._python_dispatch', '_get_current_dispatch_mode_stack')
+_fx_tracing = (_private('torch.fx._symbolic_trace', 'is_fx_symbolic_tracing')  # newer torch
+               or _private('torch.fx._symbolic_trace', 'is_fx_tracing'))         # torch 2.1
+_functorch_active = _private('torch._C', '_are_functorch_transforms_active')
+_forward_ad = _private('torch.autograd', 'forward_ad')
+# torch.compile's or torch.export's tracing. Looked up once here: torch 2.1's compiler
+# stops tracing (a graph break) at a getattr on a module inside the guard.
+_is_compiling = getattr(torch.compiler, 'is_compiling', None) \
+    or _private('torch._dynamo', 'is_compiling')  # torch < 2.3
 
 
 def _global_module_hooks() -> bool:
@@ -46,24 +66,35 @@ def _global_module_hooks() -> bool:
     return any(getattr(module, f'_global{name}', None) for name in _HOOK_DICTS)
 
 
-def _is_fx_tracing() -> bool:
-    """torch.fx symbolic tracing (is_fx_symbolic_tracing: newer torch; is_fx_tracing: 2.1)."""
-    trace = torch.fx._symbolic_trace
-    return (getattr(trace, 'is_fx_symbolic_tracing', None) or trace.is_fx_tracing)()
-
-
-# torch.compile's or torch.export's tracing. Looked up once here: torch 2.1's compiler
-# stops tracing (a graph break) at a getattr on a module inside the guard.
-if hasattr(torch.compiler, 'is_compiling'):  # torch >= 2.3
-    _is_compiling = torch.compiler.is_compiling
-else:
-    from torch._dynamo import is_compiling as _is_compiling
-
-
-def _is_make_fx_tracing() -> bool:
-    """make_fx-style tracing (non-strict torch.export, AOT autograd), as torch's
-    nn.MultiheadAttention tests it."""
-    return any(type(m) is ProxyTorchDispatchMode for m in _get_current_dispatch_mode_stack())
+def active_transform() -> str:
+    """A tracer, transform or mode active now that the lean tail must not meet; '' when
+    none is, and a reason too when a probe cannot answer on this torch. The compiler and
+    scripting are asked first by the guard itself (they must trace it whole)."""
+    if _dispatch_modes is None:
+        return 'cannot tell whether a torch dispatch mode is active on this torch'
+    for mode in _dispatch_modes():
+        name = f'{type(mode).__module__}.{type(mode).__qualname__}'
+        if name not in LEAN_TAIL_OBSERVERS:
+            return f'a torch dispatch mode is active ({type(mode).__name__}: make_fx, ' \
+                   'torch.export, FakeTensor, FLOP counters, ...)'
+    if _fx_tracing is None:
+        return 'cannot tell whether torch.fx is tracing on this torch'
+    if _fx_tracing():
+        return 'torch.fx symbolic tracing'
+    if torch.onnx.is_in_onnx_export():
+        return 'ONNX export'
+    if torch.jit.is_tracing():
+        return 'torch.jit tracing'
+    if _functorch_active is None:
+        return 'cannot tell whether a torch.func transform is active on this torch'
+    if _functorch_active():
+        return 'a torch.func transform (vmap, grad, jvp, ...)'
+    level = getattr(_forward_ad, '_current_level', None)
+    if not isinstance(level, int):
+        return 'cannot tell whether forward-mode AD is active on this torch'
+    if level >= 0:
+        return 'forward-mode AD (torch.autograd.forward_ad)'
+    return ''
 
 
 class SEBlockMixin:
@@ -102,6 +133,7 @@ class SEBlockMixin:
     def set_drop_path(self, rate: float) -> None:
         """Stochastic depth on the residual branch with drop probability ``rate``."""
         self.drop_path = DropPath(rate) if rate > 0 else nn.Identity()
+        self._record_built_modules()
 
     def _se_channels(self, position: str) -> int:
         if position == 'pre':
@@ -196,31 +228,27 @@ class SEBlockMixin:
         """Why this block does not take the lean SE tail for input ``x``; '' when it does.
 
         The lean tail (``se_residual.py``) computes ``relu(bn(z) * gate + identity)``
-        without calling the last norm, the SE layer or its convs as modules, and without
-        keeping ``bn(z)`` for backward. It is taken only where nobody can tell the
-        difference, as torch's own fast paths (``nn.MultiheadAttention``) decide; otherwise
-        the block calls ``norm(x)``, ``se_layer(x)`` and the convs as modules, with the
-        same numbers. This is the single entry point for any fused SE tail.
+        without calling the last norm, the SE layer, its convs, ``drop_path`` or the final
+        ReLU as modules, and without keeping ``bn(z)`` for backward. It is taken only where
+        nobody can tell the difference, as torch's own fast paths
+        (``nn.MultiheadAttention``) decide; otherwise the block calls every module as the
+        plain formula does, with the same numbers. One rule covers the modules: every
+        module of the block is of the class the block built and has no hook (see
+        :meth:`_module_not_as_built`), so no list of names can miss one. This is the
+        single entry point for any fused SE tail.
         """
         # Tracers first, before anything is read from a tensor: FX's proxies cannot
         # answer data-dependent questions.
         if torch.jit.is_scripting():
             return 'torch.jit scripting'
-        if _is_compiling():
+        if _is_compiling is None or _is_compiling():
             # first: what follows would stop torch 2.1's compiler tracing here, and the
             # rest of the guard would then run uncompiled, where it sees no compiler.
             # The compiler sees the plain graph and plans memory itself.
             return 'torch.compile / torch.export tracing'
-        if _is_make_fx_tracing():  # before FX: make_fx also sets FX's tracing flag
-            return 'make_fx tracing'
-        if _is_fx_tracing():
-            return 'torch.fx symbolic tracing'
-        if torch.onnx.is_in_onnx_export():
-            return 'ONNX export'
-        if torch.jit.is_tracing():
-            return 'torch.jit tracing'
-        if getattr(torch._C, '_are_functorch_transforms_active', bool)():
-            return 'a torch.func transform (vmap, grad, ...)'
+        reason = active_transform()
+        if reason:
+            return reason
         if not self.lean_tail:
             return 'switched off: lean_tail is False'
         if not lean_tail_env():
@@ -235,27 +263,48 @@ class SEBlockMixin:
         norm, se = self.last_norm, self._modules['se_layer']
         if type(norm) is not nn.BatchNorm2d:
             return f'the last norm is {type(norm).__name__}, not torch.nn.BatchNorm2d'
-        if type(se) is not SELayer or se._modules.keys() != {'conv1', 'conv2'}:
-            return 'the SE layer is not an SELayer as built (replaced or wrapped)'
-        modules = {'last norm': norm, 'se_layer': se}
-        tensors = [x, *norm._parameters.values(), *norm._buffers.values()]
-        for name, conv in se._modules.items():
-            gate = nn.ReLU if name == 'conv1' else _GATE_MODULES[se.gate_type]
-            children = conv._modules
-            if type(conv) is not ConvModule or children.keys() != {'conv', 'activate'} \
-                    or type(children['conv']) is not nn.Conv2d \
-                    or type(children['activate']) is not gate:
-                return f'se_layer.{name} is not as SELayer builds it (replaced or wrapped)'
-            modules[f'se_layer.{name}'] = conv
-            modules.update((f'se_layer.{name}.{n}', m) for n, m in children.items())
-            tensors += children['conv']._parameters.values()
-        for name, module in modules.items():
-            if any(getattr(module, d) for d in _HOOK_DICTS):
-                return f'hooks on {name}'
+        reason = self._module_not_as_built()
+        if reason:
+            return reason
+        if se.squeeze != 'avg':
+            # amax's backward keeps the map that the lean tail overwrites with its output
+            return f"SE squeeze {se.squeeze!r} (the lean tail implements 'avg')"
         if _global_module_hooks():
             return 'global module hooks'
+        tensors = [x, *norm._parameters.values(), *norm._buffers.values()]
+        for conv in (se.conv1.conv, se.conv2.conv):
+            tensors += conv._parameters.values()
         if torch.overrides.has_torch_function(tensors):
             return 'a tensor subclass or __torch_function__ override'
+        return ''
+
+    def _record_built_modules(self) -> None:
+        """Note the class of every module of the block, for :meth:`_module_not_as_built`."""
+        self._built_modules = {name: type(m) for name, m in self.named_modules() if name}
+
+    def _module_not_as_built(self) -> str:
+        """'' when every module of the block is the one the block built (same names, same
+        classes: no wrapper, parametrization, activation swap, observer or pruning mask
+        replaced one) and none has a hook; otherwise which module differs. The block's own
+        hooks do not count: the block is called as a module on both paths."""
+        built = self.__dict__.get('_built_modules')
+        if built is None:  # unpickled from a version that did not record them
+            return 'the block has no record of the modules it built'
+        count = 0
+        for name, module in self.named_modules():
+            if not name:
+                continue
+            count += 1
+            cls = built.get(name)
+            if cls is None:
+                return f'{name} was added after the block was built'
+            if type(module) is not cls:
+                return f'{name} is a {type(module).__name__}, not the {cls.__name__} the ' \
+                       'block built (replaced or wrapped)'
+            if any(getattr(module, d) for d in _HOOK_DICTS):
+                return f'hooks on {name}'
+        if count != len(built):
+            return 'a module the block built was removed'
         return ''
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,12 @@ from seplugin.models import SEResNet
 from seplugin.models.backbones import se_block
 from seplugin.models.layers.se_residual import LEAN_TAIL_ENV
 
-HOOKED = ['norm3', 'se_layer', 'se_layer.conv1', 'se_layer.conv1.conv',
-          'se_layer.conv1.activate', 'se_layer.conv2', 'se_layer.conv2.conv',
-          'se_layer.conv2.activate']
+# Every module of a bottleneck with a downsample: the guard's rule covers them all,
+# including the ones the lean tail does not call (bn3, the SE layer, drop_path, relu).
+HOOKED = ['conv1', 'bn1', 'conv2', 'bn2', 'conv3', 'bn3', 'relu', 'downsample',
+          'downsample.0', 'downsample.1', 'se_layer', 'se_layer.conv1',
+          'se_layer.conv1.conv', 'se_layer.conv1.activate', 'se_layer.conv2',
+          'se_layer.conv2.conv', 'se_layer.conv2.activate', 'drop_path']
 
 
 def a_block(**kwargs):
@@ -31,6 +34,15 @@ def a_block(**kwargs):
             nn.init.uniform_(m.weight, 0.5, 1.5)
             nn.init.uniform_(m.bias, -0.5, 0.5)
     return block, torch.randn(2, block.conv1.in_channels, 8, 8, dtype=torch.float64)
+
+
+def mmdet_bottleneck(block):
+    """mmdet's own Bottleneck with the weights of the SE block's trunk."""
+    from mmdet.models.backbones.resnet import Bottleneck
+    plain = Bottleneck(block.conv1.in_channels, block.conv1.out_channels,
+                       downsample=copy.deepcopy(block.downsample)).double().train()
+    plain.load_state_dict(block.state_dict(), strict=False)
+    return plain
 
 
 @contextmanager
@@ -146,20 +158,103 @@ class Doubled(nn.Module):
 
 
 @pytest.mark.parametrize('change, reason', [
-    (lambda se: parametrize.register_parametrization(se.conv1.conv, 'weight', Doubled()),
-     'se_layer.conv1 is not as SELayer builds it (replaced or wrapped)'),
-    (lambda se: setattr(se.conv2, 'activate', nn.SiLU()),
-     'se_layer.conv2 is not as SELayer builds it (replaced or wrapped)'),
-    (lambda se: se.conv2.add_module('dropout', nn.Dropout(0.0)),
-     'se_layer.conv2 is not as SELayer builds it (replaced or wrapped)'),
-    (lambda se: se.add_module('extra', nn.Identity()),
-     'the SE layer is not an SELayer as built (replaced or wrapped)'),
+    (lambda b: parametrize.register_parametrization(b.se_layer.conv1.conv, 'weight',
+                                                    Doubled()),
+     'se_layer.conv1.conv is a ParametrizedConv2d, not the Conv2d the block built '
+     '(replaced or wrapped)'),
+    (lambda b: setattr(b.se_layer.conv2, 'activate', nn.SiLU()),
+     'se_layer.conv2.activate is a SiLU, not the Sigmoid the block built (replaced or '
+     'wrapped)'),
+    (lambda b: b.se_layer.conv2.add_module('dropout', nn.Dropout(0.0)),
+     'se_layer.conv2.dropout was added after the block was built'),
+    (lambda b: b.se_layer.add_module('extra', nn.Identity()),
+     'se_layer.extra was added after the block was built'),
+    (lambda b: delattr(b.se_layer.conv1, 'activate'), 'a module the block built was removed'),
+    # activation-swap and quantisation tools replace the block's own ReLU too
+    (lambda b: setattr(b, 'relu', nn.SiLU()),
+     'relu is a SiLU, not the ReLU the block built (replaced or wrapped)'),
+    (lambda b: setattr(b, 'drop_path', nn.Dropout(0.0)),
+     'drop_path is a Dropout, not the Identity the block built (replaced or wrapped)'),
 ])
-def test_replaced_or_wrapped_se_modules(change, reason):
+def test_replaced_or_wrapped_modules(change, reason):
     block, x = a_block()
-    change(block.se_layer)
+    change(block)
+    assert block.why_not_lean_tail(x) == reason
+    if reason != 'a module the block built was removed':  # that block cannot run at all
+        assert not run(block, x)[2]
+
+
+def test_a_swapped_relu_gives_the_plain_blocks_numbers():
+    """Before the one rule, ``block.relu = nn.SiLU()`` passed the guard and the lean
+    tail applied ReLU anyway (0.278 away from the plain path)."""
+    block, x = a_block()
+    block.relu = nn.SiLU()
+    plain = copy.deepcopy(block)
+    plain.lean_tail = False
+    out, grad, _ = run(block, x)
+    ref, ref_grad, _ = run(plain, x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=0)
+
+
+def test_max_squeeze_trains_on_the_plain_path():
+    """``squeeze='max'``: amax's backward keeps the map the lean tail would overwrite (an
+    in-place error in backward before); the plain path runs and trains."""
+    block, x = a_block(se_cfg=dict(squeeze='max'))
+    assert block.why_not_lean_tail(x) == "SE squeeze 'max' (the lean tail implements 'avg')"
+    out, grad, lean = run(block, x)
+    assert not lean and torch.isfinite(grad).all()
+
+
+def test_forward_mode_ad_runs_the_plain_path():
+    """Forward AD used to reach the autograd function (no jvp); now the plain path runs and
+    its tangent equals a float64 finite difference."""
+    from torch.autograd import forward_ad
+    block, x = a_block()
+    block.eval()
+    tangent = torch.randn_like(x)
+    with forward_ad.dual_level():
+        assert block.why_not_lean_tail(x) == 'forward-mode AD (torch.autograd.forward_ad)'
+        out = block(forward_ad.make_dual(x, tangent))
+        jvp = forward_ad.unpack_dual(out).tangent
+    eps = 1e-6
+    with torch.no_grad():
+        numeric = (block(x + eps * tangent) - block(x - eps * tangent)) / (2 * eps)
+    torch.testing.assert_close(jvp, numeric, rtol=1e-6, atol=1e-7)
+    assert block.why_not_lean_tail(x) == ''
+
+
+@pytest.mark.parametrize('probe, reason', [
+    ('_dispatch_modes', 'cannot tell whether a torch dispatch mode is active on this torch'),
+    ('_fx_tracing', 'cannot tell whether torch.fx is tracing on this torch'),
+    ('_functorch_active',
+     'cannot tell whether a torch.func transform is active on this torch'),
+    ('_forward_ad', 'cannot tell whether forward-mode AD is active on this torch'),
+    ('_is_compiling', 'torch.compile / torch.export tracing'),
+])
+def test_a_private_probe_this_torch_lacks_means_the_plain_path(monkeypatch, probe, reason):
+    """The private torch names are looked up defensively: one that a torch release moved
+    must neither break ``import seplugin`` nor answer "no"."""
+    assert se_block._private('torch.utils._python_dispatch', 'no_such_name') is None
+    assert se_block._private('torch._no_such_module', 'x') is None
+    block, x = a_block()
+    monkeypatch.setattr(se_block, probe, None)
     assert block.why_not_lean_tail(x) == reason
     assert not run(block, x)[2]
+
+
+def test_dispatch_modes_other_than_seplugins_memory_counter():
+    """A FLOP counter (a dispatch mode) sees the plain block's operations; seplugin's own
+    memory counter measures the lean tail, which is what it is for."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seplugin.analysis.memory import PeakTensorMemory
+    block, x = a_block()
+    with FlopCounterMode(display=False):
+        reason = block.why_not_lean_tail(x)
+    assert reason.startswith('a torch dispatch mode is active (') and 'FlopCounter' in reason
+    with PeakTensorMemory():
+        assert block.why_not_lean_tail(x) == ''
 
 
 def test_replaced_se_layer_class():
@@ -169,7 +264,8 @@ def test_replaced_se_layer_class():
     block.se_layer = type('MySELayer', (type(se),), {})(se.in_channels, ratio=4).double()
     block.se_layer.load_state_dict(se.state_dict())
     assert_plain_path_with_lean_numbers(
-        block, x, 'the SE layer is not an SELayer as built (replaced or wrapped)', original)
+        block, x, 'se_layer is a MySELayer, not the SELayer the block built (replaced or '
+        'wrapped)', original)
 
 
 @pytest.mark.parametrize('kind', ['forward', 'forward_pre', 'full_backward',
@@ -181,9 +277,20 @@ def test_module_hooks(name, kind):
     module = block.get_submodule(name)
     fired = []
     getattr(module, f'register_{kind}_hook')(lambda *args: fired.append(1))
-    reason = f'hooks on {name}'.replace('hooks on norm3', 'hooks on last norm')
-    assert_plain_path_with_lean_numbers(block, x, reason, original)
-    assert fired or kind == 'full_backward_pre' and name.endswith('activate')
+    if kind.startswith('full_backward') and name in ('bn1', 'bn2', 'relu'):
+        # mmdet's own Bottleneck refuses these: its in-place ReLU modifies the hooked
+        # output. The guard sends the block to the plain path, which fails the same way.
+        upstream = mmdet_bottleneck(original)
+        getattr(upstream.get_submodule(name), f'register_{kind}_hook')(lambda *a: None)
+        for subject in (upstream, block):
+            with pytest.raises(RuntimeError, match='is a view and is being modified inplace'):
+                run(subject, x)
+        assert block.why_not_lean_tail(x) == f'hooks on {name}'
+        return
+    assert_plain_path_with_lean_numbers(block, x, f'hooks on {name}', original)
+    # the plain path calls every module, so every hook fires (ReLU's and the activations'
+    # full backward pre-hooks only where an in-place op does not hide their input)
+    assert fired or name == 'drop_path' or kind == 'full_backward_pre'
 
 
 def test_global_module_hooks():
@@ -240,9 +347,10 @@ def test_tracers_and_transforms():
     assert reasons_inside(lambda f: torch.jit.trace(f, x, check_trace=False), block) == \
         ['torch.jit tracing']
     from torch.fx.experimental.proxy_tensor import make_fx
-    assert reasons_inside(lambda f: make_fx(f)(x), block) == ['make_fx tracing']
+    seen, = reasons_inside(lambda f: make_fx(f)(x), block)
+    assert seen.startswith('a torch dispatch mode is active (ProxyTorchDispatchMode')
     assert reasons_inside(lambda f: torch.func.vmap(f)(x[:, None]), block) == \
-        ['a torch.func transform (vmap, grad, ...)']
+        ['a torch.func transform (vmap, grad, jvp, ...)']
 
 
 def test_torch_compile_traces_through_the_guard_and_runs_plain():
