@@ -22,7 +22,7 @@ import pytest
 from seplugin import doctor
 
 REPO = Path(__file__).parents[1]
-README = (REPO / 'README.md').read_text()
+README = '\n'.join(p.read_text() for p in [REPO / 'README.md', *sorted((REPO / 'docs').rglob('*.md'))])
 TOOLS = sorted(p.stem for p in (REPO / 'tools').glob('*.py'))
 # Options of the distributed launchers go to these tools.
 LAUNCHED = {'dist_train.sh': 'train', 'slurm_train.sh': 'train', 'dist_test.sh': 'test',
@@ -167,8 +167,9 @@ def test_the_doctor_runs_and_the_readme_names_its_checks(capsys):
     assert doctor.main() == 0
     out = capsys.readouterr().out
     words = {1: 'one', 2: 'two', 3: 'three', 4: 'four', 5: 'five', 6: 'six'}
-    assert f'runs {words[len(doctor.CHECKS)]} checks' in README
-    section = README[README.index('### Environment doctor'):README.index('### Checkpoints')]
+    page = (REPO / 'docs' / 'get_started.md').read_text()
+    assert f'runs {words[len(doctor.CHECKS)]} checks' in page
+    section = page[page.index('### Environment doctor'):page.index('### Checkpoints')]
     for name in doctor.CHECKS:
         assert f'- `{name}`' in section, name
         assert f'] {name}' in out
