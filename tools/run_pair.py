@@ -5,33 +5,14 @@
 
 Both configs get identical settings (the same seeds and --cfg-options); runs go one after
 another, baseline and SE alternating per seed, each through tools/train.py and then
-tools/test.py on its last checkpoint. A failed run is reported by the comparison.
+tools/test.py on its last checkpoint (seplugin.engine.pairs). The comparison reads exactly
+the runs made here, paired by seed (the paired t-test), and lists the failed ones.
 """
 import argparse
 import os.path as osp
-import subprocess
 import sys
 
 TOOLS = osp.dirname(osp.abspath(__file__))
-
-
-def run(cmd: list[str]) -> bool:
-    print('\n$ ' + ' '.join(cmd), flush=True)
-    return subprocess.run(cmd).returncode == 0
-
-
-def train_and_test(config: str, work_dir: str, seed: int, options: list[str],
-                   verbose: bool) -> bool:
-    opts = ['--cfg-options', f'randomness.seed={seed}', *options]
-    if verbose:
-        opts.append('--verbose')
-    if not run([sys.executable, osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
-                *opts]):
-        return False
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    return run([sys.executable, osp.join(TOOLS, 'test.py'), config, checkpoint,
-                '--work-dir', work_dir, *opts])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,21 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         if not osp.isfile(config):
             parser.error(f'config file {config!r} does not exist')
 
-    dirs = {'baseline': [], 'se': []}
-    for seed in args.seeds:
-        for name, config in (('baseline', args.baseline), ('se', args.se)):
-            work_dir = osp.join(args.work_dir, name, f'seed{seed}')
-            dirs[name].append(work_dir)
-            if not train_and_test(config, work_dir, seed, args.cfg_options, args.verbose):
-                print(f'!! {name} seed {seed} failed; the comparison will list it',
-                      flush=True)
-    compare_args = ['--se', *dirs['se'], '--baseline', *dirs['baseline'],
-                    '--out-dir', osp.join(args.work_dir, 'compare')]
-    if args.paper:
-        compare_args += ['--paper', args.paper]
-    sys.path.insert(0, TOOLS)
-    from compare import main as compare_main
-    return compare_main(compare_args)
+    from seplugin.engine.pairs import run_pairs
+    from seplugin.paper import PAPER_RESULTS
+    if args.paper is not None and args.paper not in PAPER_RESULTS:  # before hours of training
+        parser.error(f'--paper {args.paper!r}: expected one of {sorted(PAPER_RESULTS)}')
+    return run_pairs(args.baseline, args.se, args.seeds, args.work_dir, args.cfg_options,
+                     TOOLS, args.paper, args.verbose)
 
 
 if __name__ == '__main__':

@@ -471,7 +471,8 @@ def report(se: list[Run], baseline: list[Run], task: str, out_dir: str,
     """Print the comparison of the tested runs and write compare.md, compare.csv and the
     plots to ``out_dir``; runs without test results and ``problems`` (runs that failed before
     writing anything) are listed under the table. ``paired``: None decides by the seeds the
-    runs record (:func:`pairing`). 0 when there is a table, else 1."""
+    runs record (:func:`pairing`); True (runs trained as pairs) leaves out a tested run whose
+    seed's partner failed, and lists it. 0 when there is a table, else 1."""
     problems = list(problems or [])
     problems += [f'{r.work_dir}: {r.problem}' for r in se + baseline if r.problem]
     problems += [f'{r.work_dir}: no test results (only validation metrics of {r.which}: an '
@@ -479,11 +480,18 @@ def report(se: list[Run], baseline: list[Run], task: str, out_dir: str,
                  if r.source == 'val' and not r.problem]
     se = [r for r in se if r.source == 'test' and not r.problem]
     baseline = [r for r in baseline if r.source == 'test' and not r.problem]
+    if paired:
+        both = {r.seed for r in se} & {r.seed for r in baseline}
+        problems += [f'{r.work_dir}: tested, but the other model failed for seed {r.seed}: '
+                     'left out of the paired comparison' for r in se + baseline
+                     if r.seed not in both]
+        se = [r for r in se if r.seed in both]
+        baseline = [r for r in baseline if r.seed in both]
     can_pair, reason = pairing(se, baseline)
     if paired is None:
         paired = can_pair
     elif paired and not can_pair:
-        paired, reason = False, reason + ' (a failed run left its seed without partner)'
+        raise ValueError(f'runs trained as pairs do not pair: {reason}')
     rows = compare(se, baseline, task, paired)
     weights = {name: [starting_weights(r.work_dir, r.train_run) for r in runs]
                for name, runs in (('baseline', baseline), ('se', se))}

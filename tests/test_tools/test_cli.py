@@ -314,10 +314,12 @@ def test_a_tool_prints_no_setuptools_notice(tmp_path):
 
 @pytest.mark.parametrize('verbose', [False, True])
 def test_run_pair_passes_verbose_to_its_runs(verbose, tmp_path, monkeypatch):
-    run_pair = load_tool('run_pair')
+    from seplugin.engine import pairs
     commands = []
-    monkeypatch.setattr(run_pair, 'run', lambda cmd: commands.append(cmd) or False)
-    assert run_pair.train_and_test(str(CLS), str(tmp_path), 0, [], verbose) is False
+    monkeypatch.setattr(pairs, 'run_command', lambda cmd, *a: commands.append(cmd) or False)
+    job = pairs.Job('se', str(CLS), 0, str(tmp_path))
+    record = pairs.train_and_test(job, str(REPO / 'tools'), verbose=verbose)
+    assert record.status == 'training failed' and record.train_run is None
     assert [c[1] for c in commands] == [str(REPO / 'tools/train.py')]
     assert ('--verbose' in commands[0]) is verbose
 

@@ -20,59 +20,62 @@ def load_demo():
 
 
 def test_progress_line_from_mmengine_logs():
-    demo = load_demo()
-    assert demo.progress('11/30 13:20:28 - mmengine - INFO - Iter(train) [ 50/600]  '
-                         'base_lr: 2.0000e-02 lr: 1.0000e-02  eta: 0:02:41  time: 0.2700  '
-                         'data_time: 0.0100  memory: 0  loss: 1.2345  loss_rpn_cls: 0.5') \
+    from seplugin.engine.pairs import progress
+    assert progress('11/30 13:20:28 - mmengine - INFO - Iter(train) [ 50/600]  '
+                    'base_lr: 2.0000e-02 lr: 1.0000e-02  eta: 0:02:41  time: 0.2700  '
+                    'data_time: 0.0100  memory: 0  loss: 1.2345  loss_rpn_cls: 0.5') \
         == 'iter 50/600  ETA 0:02:41  loss 1.2345'
-    assert demo.progress('11/30 13:20:28 - mmengine - INFO - Epoch(train)  [5][8/8]  lr: '
-                         '1.0000e-01  eta: 0:00:25  time: 0.1  data_time: 0.01  loss: 2.0553',
-                         20) == 'epoch 5/20 iter 8/8  ETA 0:00:25  loss 2.0553'
-    assert demo.progress('Epoch(val) [5][2/2]    accuracy/top1: 12.5') is None
+    assert progress('11/30 13:20:28 - mmengine - INFO - Epoch(train)  [5][8/8]  lr: '
+                    '1.0000e-01  eta: 0:00:25  time: 0.1  data_time: 0.01  loss: 2.0553',
+                    20) == 'epoch 5/20 iter 8/8  ETA 0:00:25  loss 2.0553'
+    assert progress('Epoch(val) [5][2/2]    accuracy/top1: 12.5') is None
 
 
 def test_pretraining_then_detectors_from_its_checkpoints(tmp_path, monkeypatch):
     """Both backbones pretrain with one recipe, then each detector starts from its own
     backbone's checkpoint (same seed) through model.backbone.init_cfg.checkpoint; user
-    options reach only their stage; one terminal line per run; compare gets the detectors."""
+    options reach only their stage; compare gets exactly the detectors' records, a detector
+    whose pretraining failed among them as not run."""
+    from seplugin.engine import demo as engine
+    from seplugin.engine.pairs import TESTED, Record
     demo = load_demo()
-    monkeypatch.setattr(demo, 'data_options', lambda args: (['cls=1'], ['det=1']))
+    monkeypatch.setattr(engine, 'data_options', lambda *roots: (['cls=1'], ['det=1']))
     steps = []
 
-    def fake(step, logs):
-        steps.append(step)
-        print(f'{step.label}  done', flush=True)
-        return f'{step.work_dir}/epoch_20.pth'
+    def fake(job, log, tools, max_epochs=None):
+        steps.append((job, log))
+        failed = (job.work_dir.endswith('pretrain/se/seed1'))
+        return Record(job, status='training failed' if failed else TESTED,
+                      checkpoint=f'{job.work_dir}/epoch_20.pth', train_run='t', test_run='u')
 
-    monkeypatch.setattr(demo, 'train_and_test', fake)
     compared = []
-    monkeypatch.setitem(sys.modules, 'compare', type(sys)('compare'))
-    sys.modules['compare'].main = lambda argv: compared.append(argv) or 0
-    monkeypatch.setattr(sys, 'path', list(sys.path))
+    monkeypatch.setattr(engine, 'compare_records',
+                        lambda records, out_dir, task: compared.append(records) or 0)
     work = tmp_path / 'w'
-    assert demo.main(['--work-dir', str(work), '--seeds', '0', '1', '--cfg-options',
-                      'train_cfg.max_iters=5', '--pretrain-cfg-options',
-                      'train_cfg.max_epochs=2']) == 0
-    assert [(s.stage, s.model, s.seed) for s in steps] == [
+    assert engine.run_demo(demo.PRETRAIN, demo.DETECT, [0, 1], str(work), demo.TOOLS,
+                           cfg_options=['train_cfg.max_iters=5'],
+                           pretrain_cfg_options=['train_cfg.max_epochs=2'], step=fake) == 0
+    stage = lambda job: job.work_dir.split('/')[-3]  # noqa: E731
+    assert [(stage(j), j.name, j.seed) for j, _ in steps] == [
         ('pretrain', 'baseline', 0), ('pretrain', 'se', 0),
         ('pretrain', 'baseline', 1), ('pretrain', 'se', 1),
         ('detect', 'baseline', 0), ('detect', 'se', 0),
-        ('detect', 'baseline', 1), ('detect', 'se', 1)]
-    for step in steps:
-        config = demo.PRETRAIN[step.model] if step.stage == 'pretrain' else \
-            demo.DETECT[step.model]
-        assert step.config == config
-        assert step.work_dir == f'{work}/{step.stage}/{step.model}/seed{step.seed}'
-        if step.stage == 'pretrain':
-            assert step.options == [f'randomness.seed={step.seed}', 'cls=1',
-                                    'train_cfg.max_epochs=2']
+        ('detect', 'baseline', 1)]  # SE seed 1 has no pretrained backbone
+    for job, log in steps:
+        config = demo.PRETRAIN[job.name] if stage(job) == 'pretrain' else demo.DETECT[job.name]
+        assert job.config == config
+        assert job.work_dir == f'{work}/{stage(job)}/{job.name}/seed{job.seed}'
+        assert log == f'{work}/logs/{stage(job)}_{job.name}_seed{job.seed}.log'
+        if stage(job) == 'pretrain':
+            assert job.options == ['cls=1', 'train_cfg.max_epochs=2']
         else:
-            start = f'{work}/pretrain/{step.model}/seed{step.seed}/epoch_20.pth'
-            assert step.options == [f'randomness.seed={step.seed}', 'det=1',
-                                    'train_cfg.max_iters=5',
-                                    f'model.backbone.init_cfg.checkpoint={start}']
-    assert compared[0][:5] == ['--se', f'{work}/detect/se/seed0', f'{work}/detect/se/seed1',
-                               '--baseline', f'{work}/detect/baseline/seed0']
+            start = f'{work}/pretrain/{job.name}/seed{job.seed}/epoch_20.pth'
+            assert job.options == ['det=1', 'train_cfg.max_iters=5',
+                                   f'model.backbone.init_cfg.checkpoint={start}']
+    records = compared[0]
+    assert [(r.job.name, r.job.seed, r.status) for r in records] == [
+        ('baseline', 0, TESTED), ('se', 0, TESTED), ('baseline', 1, TESTED),
+        ('se', 1, 'not run: its pretraining failed')]
 
 
 def test_detector_configs_start_from_the_pretrained_backbones_like_the_coco_configs():
