@@ -4,11 +4,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mmpretrain
 import yaml
 
-from seplugin.zoo import mmpretrain_model
-
 ROOT = Path(__file__).parents[2]
+# MMPretrain's own metafiles (model-index.yml), the reference the zoo must agree with
+MMPRETRAIN_CONFIGS = Path(mmpretrain.__file__).parent / '.mim' / 'configs'
+# As printed in MMPretrain's configs/{resnet,seresnet}/metafile.yml (ImageNet-1k, top-1)
+PUBLISHED_TOP1 = {'resnet50_8xb32_in1k': 76.55, 'resnet101_8xb32_in1k': 77.97,
+                  'seresnet50_8xb32_in1k': 77.74, 'seresnet101_8xb32_in1k': 78.26}
+
+
+def published(name: str) -> dict:
+    """MMPretrain's metafile entry of a model, found by its name (seplugin.zoo looks up
+    weights URLs instead): its weights and ImageNet-1k top-1."""
+    for path in MMPRETRAIN_CONFIGS.glob('*/metafile.yml'):
+        for model in yaml.safe_load(path.read_text()).get('Models') or []:
+            if model['Name'] == name:
+                top1 = [r['Metrics']['Top 1 Accuracy'] for r in model['Results']
+                        if r['Dataset'] == 'ImageNet-1k']
+                return dict(weights=model['Weights'], top1=top1[0])
+    raise AssertionError(f'{name} is in no metafile under {MMPRETRAIN_CONFIGS}')
 
 
 def test_files_are_in_sync():
@@ -31,8 +47,10 @@ def test_every_config_is_listed_with_mmpretrains_top1_and_no_result_of_ours():
         assert model['Results'] == [], f'{config}: seplugin has produced no result yet'
         pretrained = model['Metadata']['Pretrained']
         if pretrained:
-            published = mmpretrain_model(pretrained['Weights'])
-            assert pretrained['ImageNet-1k Top 1 Accuracy'] == published['top1']
+            reference = published(pretrained['Name'])
+            assert pretrained['Weights'] == reference['weights'], config
+            assert pretrained['ImageNet-1k Top 1 Accuracy'] == reference['top1'] == \
+                PUBLISHED_TOP1[pretrained['Name']], config
     se = listed['configs/faster_rcnn_se_r50_fpn_coco.py']['Metadata']
     assert se['Paper Reference']['Metrics']['box AP'] == 40.4
     assert se['Paper Reference']['Source'].startswith('Hu et al.')
