@@ -21,14 +21,21 @@ and statistics functions pickled as ``getattr(HistoryBuffer, 'mean')``. ``--resu
 ``tools/test.py`` would fail on checkpoints the Runner wrote itself.
 :func:`allow_runner_checkpoints` (run by ``import seplugin``) allow-lists exactly these types,
 and ``getattr`` only for the statistics of ``HistoryBuffer``.
+
+Downloads: :func:`load_from_http` is mmengine's http(s) checkpoint loader with an error that
+says, when the download fails (offline, proxy, moved file), which file to fetch and how to
+point the config at a local copy, instead of a bare ``URLError``;
+:func:`use_explained_http_loader` (run by ``import seplugin``) registers it.
 """
 import io
 import os
+import os.path as osp
 import pickle
 import re
 import tarfile
 import zipfile
 from contextlib import contextmanager
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -39,6 +46,8 @@ try:  # numpy >= 2 (numpy 1.x pickles name numpy.core, 2.x numpy._core: both are
 except ImportError:  # numpy 1.x
     from numpy.core import multiarray
 
+# The config key under which seplugin's detection configs name their starting weights.
+BACKBONE_CHECKPOINT_KEY = 'model.backbone.init_cfg.checkpoint'
 # The statistics every HistoryBuffer has (mmengine registers them in its first __init__).
 DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
 
@@ -338,3 +347,40 @@ def check_state_dict_fits(model: torch.nn.Module, checkpoint: dict, filename: st
             'A backbone-only or differently-headed checkpoint is a start for training '
             '(load_from), not for testing or resuming')
     return unexpected
+
+
+def download_advice(url: str, reason: str) -> str:
+    """What to do when ``url`` cannot be downloaded: the file, where torch.hub looks for
+    it, and the ``--cfg-options`` line that points a config at a local copy."""
+    import torch.hub
+    name = osp.basename(urlparse(url).path)
+    cache = osp.join(torch.hub.get_dir(), 'checkpoints', name)
+    return (f'could not download the checkpoint {url} ({reason}).\n'
+            f'Fetch {name} on a machine that can reach it, e.g.\n'
+            f'  wget {url}\n'
+            f'then either put it at {cache} (torch.hub looks there before downloading), or '
+            f'point the config at your copy:\n'
+            f'  --cfg-options {BACKBONE_CHECKPOINT_KEY}=/path/to/{name}\n'
+            f'(seplugin\'s detection configs name their starting weights there; for a '
+            f'checkpoint given as load_from: --cfg-options load_from=/path/to/{name})')
+
+
+class DownloadError(OSError):
+    """A checkpoint URL could not be fetched; the message says what to do instead."""
+
+
+def load_from_http(filename: str, map_location=None, model_dir: str | None = None):
+    """mmengine's ``load_from_http`` with :func:`download_advice` as its error."""
+    from mmengine.runner.checkpoint import load_from_http as mmengine_load_from_http
+    try:
+        return mmengine_load_from_http(filename, map_location=map_location,
+                                       model_dir=model_dir)
+    except OSError as e:  # URLError, HTTPError, timeouts, refused connections
+        raise DownloadError(download_advice(filename, f'{type(e).__name__}: {e}')) from e
+
+
+def use_explained_http_loader() -> None:
+    """Make mmengine load ``http://``/``https://`` checkpoints with :func:`load_from_http`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), loader=load_from_http,
+                                     force=True)

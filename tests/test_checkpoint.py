@@ -16,8 +16,8 @@ from mmengine.logging import HistoryBuffer
 from packaging.version import Version
 from toy import make_runner
 
-from seplugin.engine.runner import CheckedRunner
 from seplugin.checkpoint import HAS_ALLOW_LIST, CheckpointError, load_file, verify_checkpoint
+from seplugin.engine.runner import CheckedRunner
 
 needs_allow_list = pytest.mark.skipif(
     not HAS_ALLOW_LIST, reason='this torch has no weights_only allow-list (before 2.5), and '
@@ -248,3 +248,13 @@ def test_errors_that_are_not_about_the_file_pass_unchanged(good_file):
 
     with pytest.raises(RuntimeError, match='^Attempting to deserialize object on CUDA'):
         load_file(str(good_file), map_location=no_such_device)
+
+
+def test_import_seplugin_registers_the_explained_http_loader_from_this_module():
+    """The registration lives with the loaders (seplugin.checkpoint), not in the zoo files'
+    generator."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    import seplugin.checkpoint
+    for prefix in ('http://', 'https://'):
+        assert CheckpointLoader._schemes[prefix] is seplugin.checkpoint.load_from_http

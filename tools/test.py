@@ -48,6 +48,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     if args is None:
         args = parse_args()
     check_options(args)
+    from seplugin.checkpoint import verify_checkpoint
     from seplugin.cli.config import (
         TEST_KEYS,
         build_runner,
@@ -58,7 +59,6 @@ def main(args: argparse.Namespace | None = None) -> None:
     )
     from seplugin.cli.console import phase, prints_to_log
     from seplugin.engine.outputs import DumpCompactResults, show_predictions
-    from seplugin.checkpoint import verify_checkpoint
 
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir,
                       args.dist_backend)

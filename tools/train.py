@@ -41,6 +41,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         args = parse_args()
     from mmengine.runner import find_latest_checkpoint
 
+    from seplugin.checkpoint import verify_checkpoint
     from seplugin.cli.config import (
         TRAIN_KEYS,
         build_runner,
@@ -52,7 +53,6 @@ def main(args: argparse.Namespace | None = None) -> None:
         require_keys,
     )
     from seplugin.cli.console import phase, prints_to_log
-    from seplugin.checkpoint import verify_checkpoint
 
     # Options first: a mistake here costs no config dump and no model build.
     if args.amp:

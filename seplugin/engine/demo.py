@@ -12,14 +12,13 @@ import os
 import os.path as osp
 import time
 
+from seplugin.checkpoint import BACKBONE_CHECKPOINT_KEY
 from seplugin.engine.pairs import Job, Record, compare_records, train_and_test
 
 NAMES = {'baseline': 'ResNet-18', 'se': 'SE-ResNet-18'}
 MODELS = ('baseline', 'se')
 DEFAULT_DATA_ROOT = 'data/mini_coco'  # where the mini configs look
 DEFAULT_CLS_DATA_ROOT = 'data/mini_imagenet'
-# Where the detection configs name their starting weights (as the COCO configs do).
-CHECKPOINT_KEY = 'model.backbone.init_cfg.checkpoint'
 
 
 def data_options(data_root: str, cls_data_root: str) -> tuple[list[str], list[str]]:
@@ -95,7 +94,7 @@ def run_demo(pretrain: dict[str, str], detect: dict[str, str], seeds: list[int],
             print(f'{job.label}  skipped: its pretraining failed', flush=True)
             detectors.append(Record(job, status='not run: its pretraining failed'))
             continue
-        job.options.append(f'{CHECKPOINT_KEY}={start}')
+        job.options.append(f'{BACKBONE_CHECKPOINT_KEY}={start}')
         detectors.append(step(job, osp.join(logs, f'detect_{job.name}_seed{job.seed}.log'),
                               tools))
     print()

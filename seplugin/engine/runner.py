@@ -12,8 +12,8 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 from seplugin.checkpoint import CheckpointError, check_state_dict_fits, explain_load_failure
-
 from seplugin.cli.console import attach_console
+
 from .dist import check_sync_bn
 
 
