@@ -6,8 +6,24 @@ The console shows the phases, progress and metrics; the config, hooks and enviro
 to the log file under the work dir (``--verbose`` prints everything).
 """
 import argparse
+import importlib.util
+import os.path as osp
 
 # Only the standard library up here: --help answers without loading torch or mmengine.
+
+
+def _shared_options():
+    """seplugin/cli/options.py, loaded by its path: ``import seplugin`` would load torch."""
+    package = importlib.util.find_spec('seplugin')  # finds the package, imports nothing
+    spec = importlib.util.spec_from_file_location(
+        'seplugin_cli_options', osp.join(package.submodule_search_locations[0], 'cli',
+                                         'options.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OPTIONS = _shared_options()
 
 OUT_EXTENSIONS = ('.pkl', '.pickle')
 
@@ -16,24 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where the evaluation metrics are written '
-                                           '(default: work_dirs/<config name>)')
     parser.add_argument('--out', help='write the predictions to this pickle file (.pkl or '
                                       '.pickle)')
     parser.add_argument('--show-dir', help='draw every test image with its prediction into '
                                            "this folder, relative to the run's log dir "
                                            '(<work dir>/<timestamp>/)')
-    parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
-                        help='override config settings, e.g. test_dataloader.batch_size=4')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--dist-backend', metavar='{nccl,gloo,mpi,ucc}',
-                        help='torch.distributed backend of a distributed run (default: the '
-                             "config's; nccl on GPUs, gloo without CUDA)")
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--verbose', action='store_true',
-                        help="mmengine's full console output (config, hooks, environment) "
-                             'and tracebacks on the console')
+    OPTIONS.add_shared_options(parser, 'where the evaluation metrics are written '
+                                       '(default: work_dirs/<config name>)',
+                               'test_dataloader.batch_size=4')
     return parser.parse_args(argv)
 
 
@@ -87,8 +93,4 @@ def main(args: argparse.Namespace | None = None) -> None:
 
 
 if __name__ == '__main__':
-    arguments = parse_args()
-    from seplugin.cli.config import finish_distributed
-    from seplugin.cli.console import run_tool
-    run_tool(lambda: main(arguments), arguments.verbose)
-    finish_distributed()  # with the runner gone
+    OPTIONS.main_block(parse_args, main)

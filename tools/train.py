@@ -6,15 +6,29 @@ The console shows the phases and progress of the run; the config, hooks and envi
 to the log file under the work dir (``--verbose`` prints everything).
 """
 import argparse
+import importlib.util
+import os.path as osp
 
 # Only the standard library up here: --help answers without loading torch or mmengine.
+
+
+def _shared_options():
+    """seplugin/cli/options.py, loaded by its path: ``import seplugin`` would load torch."""
+    package = importlib.util.find_spec('seplugin')  # finds the package, imports nothing
+    spec = importlib.util.spec_from_file_location(
+        'seplugin_cli_options', osp.join(package.submodule_search_locations[0], 'cli',
+                                         'options.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OPTIONS = _shared_options()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: '
-                                           'work_dirs/<config name>)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed-precision training (needs a GPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -22,17 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or from the latest one in the '
                              'work dir when no path is given')
-    parser.add_argument('--cfg-options', nargs='+', metavar='KEY=VALUE',
-                        help='override config settings, e.g. train_cfg.max_iters=10')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--dist-backend', metavar='{nccl,gloo,mpi,ucc}',
-                        help='torch.distributed backend of a distributed run (default: the '
-                             "config's; nccl on GPUs, gloo without CUDA)")
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument('--verbose', action='store_true',
-                        help="mmengine's full console output (config, hooks, environment) "
-                             'and tracebacks on the console')
+    OPTIONS.add_shared_options(parser, 'where logs and checkpoints go (default: '
+                                       'work_dirs/<config name>)', 'train_cfg.max_iters=10')
     return parser.parse_args(argv)
 
 
@@ -96,8 +101,4 @@ def main(args: argparse.Namespace | None = None) -> None:
 
 
 if __name__ == '__main__':
-    arguments = parse_args()
-    from seplugin.cli.config import finish_distributed
-    from seplugin.cli.console import run_tool
-    run_tool(lambda: main(arguments), arguments.verbose)
-    finish_distributed()  # with the runner gone
+    OPTIONS.main_block(parse_args, main)

@@ -111,6 +111,35 @@ def test_help_imports_nothing_heavy(name):
     assert result.stdout.strip().splitlines()[-1] == '[]'
 
 
+def test_shared_options_load_with_the_standard_library_only():
+    """seplugin/cli/options.py, loaded as the tools load it, imports nothing heavy (nor
+    seplugin itself, whose import loads torch); its imports at module level are stdlib."""
+    import ast
+    path = REPO / 'seplugin' / 'cli' / 'options.py'
+    script = (f'import importlib.util, sys\n'
+              f'spec = importlib.util.spec_from_file_location("o", {str(path)!r})\n'
+              f'spec.loader.exec_module(importlib.util.module_from_spec(spec))\n'
+              f'print(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]'
+    top = [n for n in ast.parse(path.read_text()).body
+           if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names} | {
+        n.module for n in top if isinstance(n, ast.ImportFrom)}
+    assert {name.split('.')[0] for name in names} <= set(sys.stdlib_module_names), names
+
+
+def test_train_and_test_share_the_same_six_options():
+    argv = ['--work-dir', 'w', '--cfg-options', 'a=1', 'b=2', '--launcher', 'pytorch',
+            '--dist-backend', 'gloo', '--local-rank', '3', '--verbose']
+    train = vars(load_tool('train').parse_args(['c.py', *argv]))
+    test = vars(load_tool('test').parse_args(['c.py', 'x.pth', *argv]))
+    shared = dict(work_dir='w', cfg_options=['a=1', 'b=2'], launcher='pytorch',
+                  dist_backend='gloo', local_rank=3, verbose=True)
+    assert {k: train[k] for k in shared} == {k: test[k] for k in shared} == shared
+
+
 @pytest.mark.parametrize('argv, message', [
     (['convert_weights.py', 'src.pth', 'dst.pth', '--source', 'tim'],
      "--source 'tim': expected one of ('timm', 'timm-legacy', 'cadene', 'mmpretrain', "
