@@ -52,9 +52,11 @@ BLOCK_PRESETS: dict[str, Callable[[nn.Module], list[Site]]] = {
         lambda b: [('linear_conv', False)] if b.with_res_shortcut else [],
     'mmpretrain.models.backbones.mobilenet_v2:InvertedResidual':
         lambda b: [(_last(b.conv, 'conv'), False)] if b.use_res_connect else [],
-    # ShuffleNetV1: group 1x1, shuffle, depthwise 3x3, group 1x1 (no act), add or concat
+    # ShuffleNetV1: group 1x1, shuffle, depthwise 3x3, group 1x1 (no act), + x; the
+    # stride-2 units concatenate a pooled x instead and get none (the paper's 2.4M
+    # parameters for SE-ShuffleNet 1x, g=3, count SE in the adding units only)
     'mmpretrain.models.backbones.shufflenet_v1:ShuffleUnit':
-        lambda b: [('g_conv_1x1_expand', False)],
+        lambda b: [('g_conv_1x1_expand', False)] if b.combine == 'add' else [],
     # ShuffleNetV2: branch2 = 1x1, depthwise 3x3, 1x1 + ReLU, concatenated with the split
     'mmpretrain.models.backbones.shufflenet_v2:InvertedResidual':
         lambda b: [(_last(b.branch2, 'branch2'), False)],
