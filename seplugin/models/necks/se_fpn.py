@@ -1,35 +1,41 @@
-"""SE-FPN: MMDetection's FPN with Squeeze-and-Excitation on its lateral and/or output maps."""
-import torch
+"""SE-FPN: MMDetection's FPN with Squeeze-and-Excitation on its lateral and/or output maps.
+
+:class:`SEFPN` is :class:`SENeck` around FPN (``SENeck(neck=dict(type='FPN', ...))`` builds
+an SEFPN), with SEFPN's own defaults: lateral SE on, output SE off, no neutral start.
+"""
 from mmcv.cnn import ConvModule
 from mmdet.models.necks import FPN
-from torch import nn
 
+from seplugin.models.layers.se_after import SEAfterMixin, register_se_after_class
 from seplugin.models.layers.se_layer import SELayer
+from seplugin.models.necks.se_neck import SENeckMixin, insert_se_neck, register_se_neck_class
 from seplugin.registry import register_model
 
 
-class SEConvModule(ConvModule):
+class SEConvModule(SEAfterMixin, ConvModule):
     """A ConvModule followed by an SE layer.
 
     The conv/norm/activation keep ConvModule's state-dict keys, so FPN weights load into
-    it unchanged; the SE layer adds ``se_layer.*``.
+    it unchanged; the SE layer adds ``se_layer.*``. It is also the class SE anywhere gives a
+    ConvModule after which SE goes (``seplugin/models/layers/se_after.py``).
     """
 
     def __init__(self, *args, se_cfg: dict, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.se_layer = SELayer(self.out_channels, **se_cfg)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        return self.se_layer(super().forward(x, *args, **kwargs))
+
+register_se_after_class(ConvModule, SEConvModule)
 
 
 @register_model
-class SEFPN(FPN):
+class SEFPN(SENeckMixin, FPN):
     """FPN with SE on the lateral maps (before the top-down sum) and/or the output maps.
 
     With both switched off it is exactly mmdet's FPN, and FPN checkpoints load into it with
     or without SE (SE only adds keys). Works wherever an FPN does (Faster/Mask R-CNN,
-    RetinaNet, ...).
+    RetinaNet, ...). The same module as ``SENeck(neck=dict(type='FPN', ...),
+    se_lateral=..., se_outputs=...)``.
 
     Args:
         se_lateral (bool): SE after each lateral 1x1 conv. Defaults to True.
@@ -37,6 +43,8 @@ class SEFPN(FPN):
         se_ratio (float): Reduction ratio of the SE layers. Defaults to 16.
         se_cfg (dict, optional): Further :class:`SELayer` options (``squeeze``, ``gate``,
             ``bias``, ``squeeze_channels``).
+        neutral_start (bool): Start the SE layers neutral when a plain FPN's weights are
+            loaded (see :class:`SENeck`). Defaults to False, as SEFPN always did.
         **kwargs: Every argument of ``mmdet.models.necks.FPN``.
 
     Example:
@@ -48,30 +56,14 @@ class SEFPN(FPN):
 
     def __init__(self, in_channels: list[int], out_channels: int, num_outs: int,
                  se_lateral: bool = True, se_output: bool = False, se_ratio: float = 16,
-                 se_cfg: dict | None = None, conv_cfg: dict | None = None,
-                 norm_cfg: dict | None = None, act_cfg: dict | None = None,
-                 no_norm_on_lateral: bool = False, **kwargs) -> None:
-        super().__init__(in_channels, out_channels, num_outs, conv_cfg=conv_cfg,
-                         norm_cfg=norm_cfg, act_cfg=act_cfg,
-                         no_norm_on_lateral=no_norm_on_lateral, **kwargs)
-        se_cfg = dict(ratio=se_ratio, **(se_cfg or {}))
-        self.se_lateral = se_lateral
-        self.se_output = se_output
-        if se_lateral:
-            # Rebuilt exactly as FPN builds them, plus SE at the end.
-            self.lateral_convs = nn.ModuleList(
-                SEConvModule(in_channels[i], out_channels, 1, se_cfg=se_cfg,
-                             conv_cfg=conv_cfg,
-                             norm_cfg=None if no_norm_on_lateral else norm_cfg,
-                             act_cfg=act_cfg, inplace=False)
-                for i in range(self.start_level, self.backbone_end_level))
-        if se_output:
-            self.output_se_layers = nn.ModuleList(
-                SELayer(out_channels, **se_cfg) for _ in range(num_outs))
+                 se_cfg: dict | None = None, neutral_start: bool = False, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, num_outs, **kwargs)
+        if se_lateral or se_output:
+            insert_se_neck(self, se_inputs=False, se_outputs=se_output, se_lateral=se_lateral,
+                           se_ratio=se_ratio, se_cfg=se_cfg, neutral_start=neutral_start)
+        else:
+            self.input_se_layers = self.output_se_layers = None
+            self.se_lateral = self.se_output = self.se_input = False
 
-    def forward(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        outs = super().forward(inputs)
-        if self.se_output:
-            outs = tuple(se(out) for se, out in zip(self.output_se_layers, outs))
-        return outs
 
+register_se_neck_class(FPN, SEFPN)
