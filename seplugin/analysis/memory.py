@@ -2,7 +2,9 @@
 
 Process RSS is noisier than the effects worth measuring (allocator caches, page reuse), so
 both counts follow tensor storages themselves: every storage an operation creates is
-counted from its creation until Python and autograd release it.
+counted from its creation until Python and autograd release it. An operation's output that
+shares a storage with one of its inputs (a view, a transpose, an in-place update, ``out=``)
+creates nothing and is not counted.
 """
 import gc
 import weakref
@@ -16,9 +18,10 @@ from torch.utils._pytree import tree_flatten
 class PeakTensorMemory(TorchDispatchMode):
     """Live and peak bytes of the tensor storages created while the mode is active.
 
-    Storages that existed before (parameters, optimizer state of earlier steps) are not
-    counted; gradients and new optimizer state are. Views share their base's storage and
-    count once.
+    Only storages created while the mode is active count: an output whose storage already
+    existed, because it aliases an input of its operation (views and transposes of a
+    parameter, in-place updates of parameters and optimizer state, ``out=``), is not new
+    memory. Gradients and new optimizer state are. Views of a new storage count once.
 
     Example:
         >>> with PeakTensorMemory() as mem:
@@ -55,15 +58,21 @@ class PeakTensorMemory(TorchDispatchMode):
         self._tracked.discard(key)
         self.live -= nbytes
 
+    @staticmethod
+    def _storages(tree) -> list[tuple[torch.Tensor, int]]:
+        """(tensor, storage key) of every tensor with real memory in a pytree."""
+        return [(t, t.untyped_storage()._cdata) for t in tree_flatten(tree)[0]
+                if isinstance(t, torch.Tensor) and t.device.type != 'meta']
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor) or tensor.device.type == 'meta':
+        kwargs = kwargs or {}
+        # storages that exist before the call, whether tracked or not (parameters, inputs)
+        existing = {key for _, key in self._storages((args, kwargs))}
+        out = func(*args, **kwargs)
+        for tensor, key in self._storages(out):
+            if key in self._tracked or key in existing:
                 continue
             storage = tensor.untyped_storage()
-            key = storage._cdata
-            if key in self._tracked:
-                continue
             nbytes = storage.nbytes()
             self._tracked.add(key)
             self.live += nbytes
