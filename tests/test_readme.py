@@ -37,8 +37,7 @@ FIXED_ARGS = {'dist_train.sh': 2, 'dist_test.sh': 3, 'slurm_train.sh': 4,
 PIP_FORMS = (['install', '-e', '.'], ['install', '-e', '.[tests]'],
              ['install', '-e', '.[tests]', '-c', 'constraints.txt'],
              ['install', '-e', '.', '-c', 'constraints.txt'],
-             ['install', 'openmim'], ['install', 'dist/seplugin-*.whl'], ['wheel', '--no-deps',
-                                                                         '-w', 'dist', '.'])
+             ['install', 'openmim'], ['wheel', '--no-deps', '-w', 'dist', '.'])
 
 
 def code_blocks(text: str, language: str) -> list[str]:
@@ -134,7 +133,7 @@ def test_each_command_names_what_exists(page, command):
         assert args == ['.venv/bin/activate']  # made by tools/setup_env.sh
         return
     if program == 'pip':
-        if args[0] == 'freeze':  # pip freeze | grep ... > constraints.txt
+        if args[0] in ('freeze', 'list'):  # pip list ... | grep ... > constraints.txt
             assert args[-2:] == ['>', 'constraints.txt'], command
         else:
             assert args in PIP_FORMS, command
