@@ -457,7 +457,8 @@ def plot(rows: list[dict], se: list[Run], baseline: list[Run], task: str,
                                marker='o', **kwargs)
     loss_ax.set(title='training loss', xlabel='iteration')
     metric_ax.set(title=f'validation {metric}', xlabel='validation step', ylabel='%')
-    loss_ax.legend()
+    if loss_ax.get_legend_handles_labels()[0]:  # no curve logged: no legend, no warning
+        loss_ax.legend()
     fig.tight_layout()
     paths.append(osp.join(out_dir, 'curves.png'))
     fig.savefig(paths[-1], dpi=100)
