@@ -7,6 +7,13 @@ With several configs the first is the baseline and the others get ratios to it. 
 size follows the configs' task: 800x1333 for detectors (mmdet scope), 224x224 for
 classifiers; one image per call. Latency is timed interleaved on the current device (GPU
 when there is one), after warm-up runs, as medians.
+
+``--paper`` prints four Markdown tables, each after a ``## <title>`` line with a stable
+title (``seplugin.analysis.complexity.PAPER_TABLES``): ``parameters`` (last column
+``yes``/``NO``: seplugin's exact count equals timm's and MMPretrain's; rows
+``SEResNet-<depth>``, ``ResNet-50``), ``reduction ratio (Table 10)`` and ``stages (Table
+13)`` (``(differs)`` marks a rounding that misses the paper), ``GFLOPs (Table 2)`` (last
+column: the difference to the paper in percent).
 """
 import argparse
 import math

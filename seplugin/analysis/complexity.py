@@ -119,10 +119,18 @@ def classifier(backbone: dict, num_classes: int = 1000) -> nn.Module:
                       in_channels=width))).eval()
 
 
+# The titles of the tables of paper_tables(), which ``tools/complexity.py --paper`` prints
+# as ``## <title>`` lines: stable labels that checks of its output can find.
+PAPER_TABLES = ('parameters', 'reduction ratio (Table 10)', 'stages (Table 13)',
+                'GFLOPs (Table 2)')
+
+
 def paper_tables(with_flops: bool = True) -> dict[str, list[dict]]:
-    """Each paper number next to seplugin's, as rows ``{name, paper, ours}``."""
-    tables = {'parameters': [], 'reduction ratio (Table 10)': [], 'stages (Table 13)': [],
-              'GFLOPs (Table 2)': []}
+    """Each paper number next to seplugin's, as rows ``{name, paper, ours}``, under the
+    titles of :data:`PAPER_TABLES`. Parameter rows are named by registry class and depth
+    (``SEResNet-50``, ``ResNet-50``), the others as the paper names them (``SE-ResNet-50
+    r=16``, ``SE_Stage_2``, ``SE-ResNet-50``)."""
+    tables = {title: [] for title in PAPER_TABLES}
     for (kind, depth), counted in IMPLEMENTATION_PARAMS.items():
         ours = count_params(classifier(dict(type=kind, depth=depth)))
         tables['parameters'].append(dict(name=f'{kind}-{depth}',

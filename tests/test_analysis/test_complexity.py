@@ -13,6 +13,14 @@ def tables():
     return paper_tables(with_flops=False)
 
 
+def test_the_tables_have_the_documented_titles(tables):
+    """tools/complexity.py prints these titles; checks of its output look tables up by them."""
+    from seplugin.analysis.complexity import PAPER_TABLES
+    assert PAPER_TABLES == ('parameters', 'reduction ratio (Table 10)', 'stages (Table 13)',
+                            'GFLOPs (Table 2)')
+    assert tuple(tables) == PAPER_TABLES and not tables['GFLOPs (Table 2)']
+
+
 def test_exact_parameter_counts(tables):
     rows = tables['parameters']
     assert {r['name']: r['ours'] for r in rows} == {
