@@ -131,6 +131,7 @@ def test_se_sits_on_the_branch_before_the_addition(scope, block_path, expected):
            'layer3.1': dict(type='MobileNetV2', widen_factor=0.5),
            'stages.1.0': dict(type='ConvNeXt', arch='atto')}[block_path]
     _, se = plain_and_se(scope, cfg)
+    randomise_norms(se)  # a zero map through a norm is its bias: a misplaced SE shows
     block = se.get_submodule(block_path).eval()
     closed_gates(se)
     channels = next(m for m in block.modules() if isinstance(m, nn.Conv2d)).in_channels
