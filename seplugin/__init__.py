@@ -4,12 +4,11 @@ Importing it (``custom_imports=dict(imports=['seplugin'])`` in a config) registe
 modules into the registries of the OpenMMLab libraries that are installed, allow-lists
 the types of mmengine's runner checkpoints for ``torch.load(weights_only=True)`` (torch
 >= 2.5), and makes a failed download of an http(s) checkpoint say which file to fetch and
-how to point the config at a copy. The README's "What `import seplugin` changes" lists
-every such effect.
+how to point the config at a copy. ``docs/using_se.md`` ("What `import seplugin`
+changes") lists every such effect.
 """
-from .checkpoint import allow_runner_checkpoints
+from .checkpoint import allow_runner_checkpoints, use_explained_http_loader
 from .version import __version__
-from .zoo import use_explained_http_loader
 
 allow_runner_checkpoints()
 use_explained_http_loader()

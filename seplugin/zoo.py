@@ -13,13 +13,6 @@ import os.path as osp
 
 import yaml
 
-# Re-exported for the importers of their old place (``seplugin/__init__.py`` and the
-# detection config tests) until they import them from seplugin.checkpoint.
-from seplugin.checkpoint import (  # noqa: F401
-    BACKBONE_CHECKPOINT_KEY,
-    DownloadError,
-    use_explained_http_loader,
-)
 from seplugin.paper import PAPER_RESULTS
 
 

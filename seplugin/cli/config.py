@@ -148,7 +148,7 @@ def check_data_roots(cfg: Config, loaders: tuple[str, ...]) -> None:
             command = MINI_DATA_COMMANDS.get(name)
             hint = (f'generate it with: {command.format(root=root.rstrip("/"))}' if command
                     else 'point the config at the data with --cfg-options '
-                         f'{loader}.dataset.data_root=DIR (see the README, "Data")')
+                         f'{loader}.dataset.data_root=DIR (see docs/data.md)')
             where = '' if osp.isabs(root) else f' (relative to {os.getcwd()!r})'
             raise FileNotFoundError(f'{loader}.dataset.data_root {root!r} does not '
                                     f'exist{where}; {hint}')

@@ -8,7 +8,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from seplugin.zoo import DownloadError, mmpretrain_model
+from seplugin.checkpoint import DownloadError
+from seplugin.zoo import mmpretrain_model
 
 CONFIGS = Path(__file__).parents[2] / 'configs'
 MMDET_CONFIGS = Path(__import__('mmdet').__file__).parent / '.mim' / 'configs'

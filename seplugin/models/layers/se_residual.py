@@ -78,7 +78,7 @@ def _scale_add_relu_(x: torch.Tensor, gate: torch.Tensor,
 
 LEAN_TAIL_ENV = 'SEPLUGIN_LEAN_TAIL'
 LEAN_TAIL_SWITCH = (f'{LEAN_TAIL_ENV}=0 in the environment, or lean_tail = False on the SE '
-                    'blocks (see README, "Speed and memory")')
+                    'blocks (see docs/speed_memory.md)')
 
 
 COMPILED_TAIL_ENV = 'SEPLUGIN_COMPILED_TAIL'
