@@ -273,6 +273,8 @@ def insert_se(backbone: nn.Module,
             add_se_after(backbone.get_submodule(site), channels[site], se_cfg, last)
         except ValueError as error:
             raise ValueError(f'{name}.{site} ({channels[site]} channels): {error}') from error
+    if hasattr(backbone, '_freeze_stages'):  # SE in frozen stages is frozen, as SEResNet's
+        backbone._freeze_stages()
     backbone.__class__ = _se_backbone_class(type(backbone))
     backbone.se_sites = tuple(site for site, _ in sites)
     backbone.register_load_state_dict_post_hook(_start_missing_se_neutral)
