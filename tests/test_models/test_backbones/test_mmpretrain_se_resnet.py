@@ -21,22 +21,38 @@ def build(cfg: dict, scope: str = 'mmpretrain') -> torch.nn.Module:
 
 
 def assert_same_function(ref, ours, in_channels=3, size=48):
-    """Strict load, then equal outputs with running statistics (float32) and with batch
-    statistics and stochastic depth (float64: the lean SE tail of a training pass rounds
-    differently in float32, ~1e-4 on outputs of scale 6, and agrees to 1e-13 in float64)."""
+    """Strict load, then equal outputs with running statistics (float32, no gradient) and,
+    in training mode with batch statistics and stochastic depth, equal outputs, input and
+    parameter gradients (float64, with autograd recording, so that the lean SE tail's
+    backward is compared with MMPretrain's modules; in float32 its training pass rounds
+    differently, ~1e-4 on outputs of scale 6)."""
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(2, in_channels, size, size)
     for train, dtype in ((False, torch.float32), (True, torch.float64)):
         ref.to(dtype).train(train)
         ours.to(dtype).train(train)
-        with torch.no_grad():
+        results = []
+        for model in (ref, ours):
+            model.zero_grad()
+            inp = x.to(dtype).requires_grad_(train)
             torch.manual_seed(1)
-            expected = ref(x.to(dtype))
-            torch.manual_seed(1)
-            actual = ours(x.to(dtype))
+            with torch.set_grad_enabled(train):
+                outs = model(inp)
+                if train:
+                    sum(o.mul(torch.linspace(-1, 1, o.numel(), dtype=dtype).view_as(o))
+                        .sum() for o in outs).backward()
+            grads = {n: p.grad for n, p in model.named_parameters()} if train else {}
+            results.append(([o.detach() for o in outs], inp.grad, grads))
+        (expected, ref_input_grad, ref_grads), (actual, input_grad, grads) = results
         assert len(actual) == len(expected)
         for a, b in zip(actual, expected):
             torch.testing.assert_close(a, b)
+        if train:
+            torch.testing.assert_close(input_grad, ref_input_grad)
+            assert grads.keys() == ref_grads.keys()
+            for name, grad in grads.items():
+                torch.testing.assert_close(grad, ref_grads[name],
+                                           msg=lambda m, n=name: f'{n}: {m}')
     # frozen_stages and norm_eval: the same parameters frozen, the same norms in eval mode
     assert frozen(ours) == frozen(ref)
     assert training_norms(ours) == training_norms(ref)
