@@ -67,12 +67,14 @@ def make_runner(work_dir, max_iters, seed=0, val_interval=1000, runner_cls=Runne
 
 
 def randomise_norms(model: nn.Module) -> nn.Module:
-    """Every BN affine and running statistic away from 1/0, so that each counts in the
-    outputs (no zero-initialised branch); convs keep their initialisation."""
+    """Every BN and GN affine and BN running statistic away from 1/0, so that each counts in
+    the outputs (no zero-initialised branch); convs keep their initialisation. The one copy
+    of this helper: tests import it from here."""
     for m in model.modules():
-        if isinstance(m, _BatchNorm):
+        if isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.weight is not None:
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
+        if isinstance(m, _BatchNorm) and m.running_mean is not None:
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return model

@@ -22,7 +22,7 @@ from mmengine.registry import DefaultScope
 from mmpretrain.models import backbones as upstream
 from mmpretrain.models.backbones.resnet import get_expansion
 from mmpretrain.registry import MODELS
-from torch.nn.modules.batchnorm import _BatchNorm
+from toy import randomise_norms
 
 from seplugin.models import MMPretrainSEResNet, MMPretrainSEResNeXt
 
@@ -64,16 +64,6 @@ def backbones_of(paths):
             key = json.dumps(backbone, sort_keys=True)
             found.setdefault(key, []).append(f'{path.relative_to(CONFIG_ROOT)}:{where}')
     return found, broken
-
-
-def randomise_norms(model):
-    for m in model.modules():
-        if isinstance(m, (_BatchNorm, torch.nn.GroupNorm)) and m.weight is not None:
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
-        if isinstance(m, _BatchNorm):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
 
 
 def check_backbone(cfg: dict) -> str:

@@ -8,23 +8,13 @@ import torch
 from mmdet.models.backbones import ResNet
 from mmengine.registry import DefaultScope
 from torch import nn
+from toy import randomise_norms
 
 from seplugin.models import SEResNet, SEResNeXt
 
 HOOKED = ['norm3', 'se_layer', 'se_layer.conv1', 'se_layer.conv1.conv',
           'se_layer.conv1.activate', 'se_layer.conv2', 'se_layer.conv2.conv',
           'se_layer.conv2.activate']
-
-
-def randomise_norms(model: nn.Module) -> nn.Module:
-    torch.manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.5, 0.5)
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-    return model
 
 
 def se_resnet50(**kwargs) -> nn.Module:
