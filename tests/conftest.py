@@ -15,11 +15,13 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _default_scope_per_test():
-    """mmengine's current default scope is the newest DefaultScope ever made (a runner makes
-    one per run), and registries resolve names in it: restore it after each test, so that a
-    test's scope (an mmpretrain runner, say) never decides what another test builds."""
+    """Each test starts with no default scope: mmengine's current scope is the newest
+    DefaultScope ever made (a runner makes one per run) and registries resolve names in it,
+    so a scope left by one test (an mmpretrain or mmengine runner) decided what later tests
+    built. Tests that need a scope set it; the session's own is put back afterwards."""
     from mmengine.registry import DefaultScope
     before = dict(DefaultScope._instance_dict)
+    DefaultScope._instance_dict.clear()
     yield
     DefaultScope._instance_dict.clear()
     DefaultScope._instance_dict.update(before)
