@@ -26,3 +26,17 @@ PAPER_RESULTS = {
 }
 # The paper's detectors started from its own ImageNet models: the key of their pair's top-1.
 PAPER_PRETRAINING = {'coco-r50': 'imagenet-r50', 'coco-r101': 'imagenet-r101'}
+# Table 2's GFLOPs and the parameter counts of Tables 10 and 13, which tools/complexity.py
+# sets beside its own counts.
+PAPER_COMPLEXITY = dict(
+    # Table 2: GFLOPs at 224x224, (ResNet, SE-ResNet)
+    gflops={50: (3.86, 3.87), 101: (7.58, 7.60), 152: (11.30, 11.32)},
+    # parameters in millions where the paper gives them: SE-ResNet-50 at r=16 (Table 10),
+    # ResNet-50 (Table 13); it prints no exact counts
+    params_m={('SEResNet', 50): 28.1, ('ResNet', 50): 25.6},
+    # Table 10: SE-ResNet-50 parameters (millions) per reduction ratio
+    ratio_params_m={2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9},
+    # Table 13: ResNet-50 with SE in one stage (conv2_x = stage 2 = our layer1) or all
+    stage_params_m={'ResNet-50': 25.6, 'SE_Stage_2': 25.6, 'SE_Stage_3': 25.7,
+                    'SE_Stage_4': 26.4, 'SE_All': 28.1},
+)

@@ -10,6 +10,8 @@ from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import elementwise_flop_counter
 from torch import nn
 
+from seplugin.paper import PAPER_COMPLEXITY
+
 FLOP_CONVENTION = (
     "FLOPs are the paper's: multiply-adds of convolutions and fully-connected layers, plus "
     "one per element for SE's global pooling and its channel-wise scaling; BN and ReLU are "
@@ -19,18 +21,6 @@ FLOP_CONVENTION = (
     "torchvision's layout (style='pytorch', stride on the 3x3 conv) costs 4.09 and 4.10.")
 
 # The paper's numbers that need no training (Hu et al., TPAMI version), as it prints them.
-PAPER = dict(
-    # Table 2: GFLOPs at 224x224, (ResNet, SE-ResNet)
-    gflops={50: (3.86, 3.87), 101: (7.58, 7.60), 152: (11.30, 11.32)},
-    # parameters in millions where the paper gives them: SE-ResNet-50 at r=16 (Table 10),
-    # ResNet-50 (Table 13); it prints no exact counts
-    params_m={('SEResNet', 50): 28.1, ('ResNet', 50): 25.6},
-    # Table 10: SE-ResNet-50 parameters (millions) per reduction ratio
-    ratio_params_m={2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9},
-    # Table 13: ResNet-50 with SE in one stage (conv2_x = stage 2 = our layer1) or all
-    stage_params_m={'ResNet-50': 25.6, 'SE_Stage_2': 25.6, 'SE_Stage_3': 25.7,
-                    'SE_Stage_4': 26.4, 'SE_All': 28.1},
-)
 # Exact parameter counts (1000-class head, r=16) of implementations, not of the paper: timm's
 # seresnet50/101/152 and resnet50 and MMPretrain's SEResNet/ResNet give these same numbers.
 IMPLEMENTATION_PARAMS = {('SEResNet', 50): 28_088_024, ('SEResNet', 101): 49_326_872,
@@ -134,9 +124,9 @@ def paper_tables(with_flops: bool = True) -> dict[str, list[dict]]:
     for (kind, depth), counted in IMPLEMENTATION_PARAMS.items():
         ours = count_params(classifier(dict(type=kind, depth=depth)))
         tables['parameters'].append(dict(name=f'{kind}-{depth}',
-                                         paper=PAPER['params_m'].get((kind, depth)),
+                                         paper=PAPER_COMPLEXITY['params_m'].get((kind, depth)),
                                          implementations=counted, ours=ours))
-    for ratio, paper in PAPER['ratio_params_m'].items():
+    for ratio, paper in PAPER_COMPLEXITY['ratio_params_m'].items():
         ours = count_params(classifier(dict(type='SEResNet', depth=50, se_ratio=ratio)))
         tables['reduction ratio (Table 10)'].append(
             dict(name=f'SE-ResNet-50 r={ratio}', paper=paper, ours=ours / 1e6))
@@ -146,10 +136,10 @@ def paper_tables(with_flops: bool = True) -> dict[str, list[dict]]:
     for name, se_stages in stages.items():
         ours = count_params(classifier(dict(type='SEResNet', depth=50, se_stages=se_stages)))
         tables['stages (Table 13)'].append(
-            dict(name=name, paper=PAPER['stage_params_m'][name], ours=ours / 1e6))
+            dict(name=name, paper=PAPER_COMPLEXITY['stage_params_m'][name], ours=ours / 1e6))
     if with_flops:
         image = torch.zeros(1, 3, 224, 224)
-        for depth, (plain, se) in PAPER['gflops'].items():
+        for depth, (plain, se) in PAPER_COMPLEXITY['gflops'].items():
             for name, paper, stages in ((f'ResNet-{depth}', plain, (False,) * 4),
                                         (f'SE-ResNet-{depth}', se, (True,) * 4)):
                 model = classifier(dict(type='SEResNet', depth=depth, style='caffe',
