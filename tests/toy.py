@@ -1,5 +1,6 @@
 """A tiny model, dataset and metric for real mmengine Runner runs in a second or two."""
 import uuid
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset
 
 from seplugin.models import SELayer
+from seplugin.models.backbones import se_block
 
 
 class ToyData(Dataset):
@@ -78,3 +80,19 @@ def randomise_norms(model: nn.Module) -> nn.Module:
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     return model
+
+
+@contextmanager
+def lean_calls():
+    """Counts the lean SE tail's calls inside the context (the plain path makes none)."""
+    calls = []
+    original = se_block.batch_norm_affine
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+    se_block.batch_norm_affine = counted
+    try:
+        yield calls
+    finally:
+        se_block.batch_norm_affine = original

@@ -16,12 +16,13 @@ import copy
 import itertools
 import os
 import random
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import pytest
 import torch
 from mmengine.model import revert_sync_batchnorm
 from torch import nn
+from toy import lean_calls
 
 from seplugin.models import SEResNet, SEResNeXt
 from seplugin.models.backbones import se_block
@@ -127,22 +128,6 @@ def build(case: dict) -> tuple[nn.Module, torch.Tensor]:
         block = block.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     return block, x
-
-
-@contextmanager
-def lean_calls():
-    """Counts the lean tail's calls inside the context."""
-    calls = []
-    original = se_block.batch_norm_affine
-
-    def counted(*args):
-        calls.append(1)
-        return original(*args)
-    se_block.batch_norm_affine = counted
-    try:
-        yield calls
-    finally:
-        se_block.batch_norm_affine = original
 
 
 def autocast(case: dict):

@@ -5,12 +5,12 @@ Each case checks the reason given, that the block then really runs the plain mod
 tail's (float64, so rounding of the two orders of operations does not hide a difference).
 """
 import copy
-from contextlib import contextmanager
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
+from toy import lean_calls
 
 from seplugin.models import SEResNet
 from seplugin.models.backbones import se_block
@@ -43,22 +43,6 @@ def mmdet_bottleneck(block):
                        downsample=copy.deepcopy(block.downsample)).double().train()
     plain.load_state_dict(block.state_dict(), strict=False)
     return plain
-
-
-@contextmanager
-def lean_calls():
-    """Counts the lean tail's calls inside the context."""
-    calls = []
-    original = se_block.batch_norm_affine
-
-    def counted(*args):
-        calls.append(1)
-        return original(*args)
-    se_block.batch_norm_affine = counted
-    try:
-        yield calls
-    finally:
-        se_block.batch_norm_affine = original
 
 
 def run(block, x):
