@@ -68,17 +68,22 @@ def make_runner(work_dir, max_iters, seed=0, val_interval=1000, runner_cls=Runne
         experiment_name=uuid.uuid4().hex, **kwargs)
 
 
-def randomise_norms(model: nn.Module) -> nn.Module:
-    """Every BN and GN affine and BN running statistic away from 1/0, so that each counts in
-    the outputs (no zero-initialised branch); convs keep their initialisation. The one copy
-    of this helper: tests import it from here."""
+def randomise_norms(model: nn.Module, shift: float = 0.1,
+                    scale: tuple[float, float] = (0.5, 1.5)) -> nn.Module:
+    """Every BN, GN and LN affine and BN running statistic away from 1/0, so that each
+    counts in the outputs (no zero-initialised branch) and a wrong gate cannot hide; convs
+    keep their initialisation. Weights and running variances are uniform in ``scale``,
+    biases and running means normal with standard deviation ``shift``. The one copy of this
+    helper: tests import it from here."""
     for m in model.modules():
-        if isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.weight is not None:
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+        if isinstance(m, (_BatchNorm, nn.GroupNorm, nn.LayerNorm)):
+            if m.weight is not None:
+                m.weight.data.uniform_(*scale)
+            if m.bias is not None:
+                m.bias.data.normal_(0, shift)
         if isinstance(m, _BatchNorm) and m.running_mean is not None:
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+            m.running_mean.normal_(0, shift)
+            m.running_var.uniform_(*scale)
     return model
 
 

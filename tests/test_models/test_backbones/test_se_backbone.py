@@ -8,6 +8,7 @@ from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.model import revert_sync_batchnorm
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import nn
+from toy import randomise_norms
 
 from seplugin.models import SEBackbone, SEResNet
 from seplugin.models.backbones.mmpretrain_se_resnet import MMPretrainSEResNet
@@ -51,18 +52,6 @@ KINDS = [
 IDS = [f'{scope}-{cfg["type"]}-{i}' for i, (scope, cfg, _, _) in enumerate(KINDS)]
 
 
-def randomise_norms(model: nn.Module) -> None:
-    """Non-trivial norm statistics and affines, so that a wrong gate cannot hide."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-1, 1)
-
-
 def outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     out = model(x)
     return [out] if torch.is_tensor(out) else [o for o in out if o is not None]
@@ -71,7 +60,7 @@ def outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def plain_and_se(scope: str, cfg: dict, **se_args) -> tuple[nn.Module, nn.Module]:
     registry = REGISTRIES[scope]
     plain = registry.build(copy.deepcopy(cfg))
-    randomise_norms(plain)
+    randomise_norms(plain, shift=0.6, scale=(0.5, 2))
     se = registry.build(dict(type='SEBackbone', backbone=copy.deepcopy(cfg), **se_args))
     return plain, se
 
@@ -131,7 +120,8 @@ def test_se_sits_on_the_branch_before_the_addition(scope, block_path, expected):
            'layer3.1': dict(type='MobileNetV2', widen_factor=0.5),
            'stages.1.0': dict(type='ConvNeXt', arch='atto')}[block_path]
     _, se = plain_and_se(scope, cfg)
-    randomise_norms(se)  # a zero map through a norm is its bias: a misplaced SE shows
+    # a zero map through a norm is its bias: a misplaced SE shows
+    randomise_norms(se, shift=0.6, scale=(0.5, 2))
     block = se.get_submodule(block_path).eval()
     closed_gates(se)
     channels = next(m for m in block.modules() if isinstance(m, nn.Conv2d)).in_channels
@@ -153,7 +143,7 @@ def test_plain_resnet_is_exactly_seresnet(scope, cls):
 def test_pretrained_init_cfg_starts_neutral(tmp_path):
     cfg = dict(type='ShuffleNetV2', widen_factor=0.5)
     plain = MMPRETRAIN_MODELS.build(cfg)
-    randomise_norms(plain)
+    randomise_norms(plain, shift=0.6, scale=(0.5, 2))
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in plain.state_dict().items()}},
                tmp_path / 'plain.pth')
     se = MMPRETRAIN_MODELS.build(dict(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
-from torch import nn
+from toy import randomise_norms
 
 from seplugin.models import SEFPN, SENeck
 
@@ -41,18 +41,10 @@ def feats(channels: list[int], dtype=torch.float32):
     return tuple(torch.randn(2, c, s, s, dtype=dtype) for c, s in zip(channels, sizes))
 
 
-def randomise_norms(model: nn.Module) -> None:
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-
-
 @pytest.mark.parametrize('cfg,channels', NECKS, ids=IDS)
 def test_plain_neck_weights_load_and_start_neutral(cfg, channels):
     plain = MODELS.build(copy.deepcopy(cfg))
-    randomise_norms(plain)
+    randomise_norms(plain, shift=0.6, scale=(0.5, 2))
     lateral = hasattr(plain, 'lateral_convs')
     se = MODELS.build(dict(type='SENeck', neck=copy.deepcopy(cfg), se_inputs=True,
                            se_outputs=True, se_lateral=lateral, se_ratio=4))
