@@ -8,22 +8,14 @@ to the log file under the work dir (``--verbose`` prints everything).
 import argparse
 import importlib.util
 import os.path as osp
+import runpy
+from types import SimpleNamespace
 
 # Only the standard library up here: --help answers without loading torch or mmengine.
-
-
-def _shared_options():
-    """seplugin/cli/options.py, loaded by its path: ``import seplugin`` would load torch."""
-    package = importlib.util.find_spec('seplugin')  # finds the package, imports nothing
-    spec = importlib.util.spec_from_file_location(
-        'seplugin_cli_options', osp.join(package.submodule_search_locations[0], 'cli',
-                                         'options.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-OPTIONS = _shared_options()
+# seplugin/cli/options.py by its path (``import seplugin`` would load torch; find_spec
+# finds the package and imports nothing).
+OPTIONS = SimpleNamespace(**runpy.run_path(osp.join(
+    osp.dirname(importlib.util.find_spec('seplugin').origin), 'cli', 'options.py')))
 
 OUT_EXTENSIONS = ('.pkl', '.pickle')
 

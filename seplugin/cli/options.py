@@ -2,8 +2,9 @@
 
 Standard library only at import time, so that ``--help`` answers without torch and the
 OpenMMLab libraries. ``import seplugin`` loads those (it registers the models), so the
-tools load this file by its path (:func:`importlib.util.spec_from_file_location`) rather
-than as ``seplugin.cli.options``; :func:`main_block` imports seplugin only after parsing.
+tools load this file by its path (:func:`runpy.run_path`, two lines at the top of each)
+rather than as ``seplugin.cli.options``; :func:`main_block` imports seplugin only after
+parsing.
 """
 import argparse
 from collections.abc import Callable
