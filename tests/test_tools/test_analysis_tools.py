@@ -1,22 +1,15 @@
 """tools/complexity.py and tools/analyze_excitation.py as a user meets them: the input size
 from the configs' task, what is measured and the progress said, non-classifiers refused."""
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
+from tool_runs import load_tool
 
 REPO = Path(__file__).parents[2]
 CLS = REPO / 'configs/mini/seresnet18_mini_imagenet.py'
 CLS_BASE = REPO / 'configs/mini/resnet18_mini_imagenet.py'
 DET = REPO / 'configs/mini/faster_rcnn_se_r18_fpn_minicoco.py'
-
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def renamed(config: Path, tmp_path: Path, name: str) -> Path:

@@ -6,48 +6,27 @@ Configs (unknown types, wrong depth, widths that do not agree, missing keys), ch
 The tools run in this process (their ``main()`` with ``sys.argv`` set), which is what a
 subprocess would run, minus the start-up time.
 """
-import importlib.util
 import json
 import re
-import sys
 import uuid
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
 import torchvision
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from tool_runs import CLS, mini_options, save_mini_classifier, tool
 
 from seplugin.datasets.mini_cls import make_mini_imagenet, make_mini_places365
 from seplugin.datasets.mini_coco import make_mini_coco, mini_coco_cfg_options
 
 REPO = Path(__file__).parents[2]
-CLS = REPO / 'configs/mini/seresnet18_mini_imagenet.py'
 PLACES = REPO / 'configs/mini/seresnet18_mini_places365.py'
 DET = REPO / 'configs/mini/faster_rcnn_se_r18_fpn_minicoco.py'
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-
-
-def tool(name: str, *args) -> None:
-    """Run tools/<name>.py's main() here with these arguments."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with mock.patch.object(sys, 'argv', [name, *map(str, args)]):
-        module.main()
 
 
 def options(data: Path, work_dir: Path, *extra: str) -> list[str]:
-    """--work-dir and --cfg-options for a one-epoch run of the mini classifier on ``data``.
-
-    Each run gets its own experiment name: runs of this process in the same second would
-    share mmengine's logger and visualizer otherwise."""
-    return ['--work-dir', work_dir, '--cfg-options',
-            *(f'{loader}.dataset.data_root={data}' for loader in LOADERS),
-            'train_cfg.max_epochs=1', 'train_dataloader.batch_size=8',
-            f'experiment_name={uuid.uuid4().hex}', *extra]
+    """--work-dir and --cfg-options for a one-epoch run of the mini classifier on ``data``."""
+    return ['--work-dir', work_dir, *mini_options(data, *extra)]
 
 
 @pytest.fixture(scope='module')
@@ -67,11 +46,7 @@ def data_copy(imagenet, tmp_path) -> Path:
 def weights(tmp_path_factory) -> dict:
     """Checkpoints: of the mini classifier's model itself, and of torchvision's ResNet-18."""
     folder = tmp_path_factory.mktemp('weights')
-    from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(Config.fromfile(str(CLS)).model)
-    own = folder / 'own.pth'
-    torch.save({'state_dict': model.state_dict()}, own)
+    own = save_mini_classifier(folder / 'own.pth')
     foreign = folder / 'torchvision.pth'
     torch.save(torchvision.models.resnet18().state_dict(), foreign)
     return dict(own=own, foreign=foreign)

@@ -1,6 +1,5 @@
 """tools/benchmark.py and seplugin.analysis.benchmark: the comparisons drawn, their
 intervals, the compiled rows, and one tiny run of all of it."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tool_runs import load_tool
 
 from seplugin.analysis import benchmark
 
@@ -192,9 +192,7 @@ def test_system_malloc_flag_leaves_glibc_defaults(tmp_path):
 
 
 def test_the_tool_offers_the_packages_measurements():
-    spec = importlib.util.spec_from_file_location('benchmark_tool', REPO / 'tools/benchmark.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('benchmark')
     assert tool.MEASUREMENTS == benchmark.MEASUREMENTS
     args = tool.parse_args(['--compiled-models', '--repeats', '3'])
     assert args.compiled_models and args.repeats == 3 and not args.compiled_tail

@@ -2,7 +2,6 @@
 loads nothing heavy, options checked before any work, a quiet console with the details in
 the log file, one-line errors, compact --out files and legible --show-dir drawings; and
 --help and one-line errors of the other tools."""
-import importlib.util
 import json
 import logging
 import pickle
@@ -17,40 +16,22 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from PIL import Image
+from tool_runs import CLS, load_tool, mini_options, save_mini_classifier, tool
 
 from seplugin.cli import console
 from seplugin.datasets.mini_cls import make_mini_imagenet
 
 REPO = Path(__file__).parents[2]
-CLS = REPO / 'configs/mini/seresnet18_mini_imagenet.py'
-LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 HEAVY = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmpretrain', 'seplugin')
 # Every tool: --help must not wait for torch and the OpenMMLab stack.
 LIGHT_HELP_TOOLS = tuple(sorted(p.stem for p in (REPO / 'tools').glob('*.py')))
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def tool(name: str, *args) -> None:
-    """tools/<name>.py's main() in this process, with these arguments."""
-    module = load_tool(name)
-    with mock.patch.object(sys, 'argv', [name, *map(str, args)]):
-        module.main()
-
-
 def options(data: Path, *extra: str) -> list[str]:
-    """--cfg-options for a one-epoch run of the mini classifier on ``data`` (each run its
-    own experiment name: runs of this process in the same second would share mmengine's
-    logger and visualizer)."""
-    return ['--cfg-options', *(f'{loader}.dataset.data_root={data}' for loader in LOADERS),
-            'train_cfg.max_epochs=1', 'train_dataloader.batch_size=8',
-            'val_dataloader.batch_size=8', 'default_hooks.logger.interval=1',
-            f'experiment_name={uuid.uuid4().hex}', *extra]
+    """--cfg-options for a one-epoch run of the mini classifier on ``data``, logging every
+    iteration."""
+    return mini_options(data, 'val_dataloader.batch_size=8', 'default_hooks.logger.interval=1',
+                        *extra)
 
 
 @pytest.fixture(scope='module')
@@ -63,12 +44,7 @@ def imagenet(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory) -> Path:
     """A checkpoint of the mini classifier (its initial weights)."""
-    from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(Config.fromfile(str(CLS)).model)
-    path = tmp_path_factory.mktemp('weights') / 'own.pth'
-    torch.save({'state_dict': model.state_dict()}, path)
-    return path
+    return save_mini_classifier(tmp_path_factory.mktemp('weights') / 'own.pth')
 
 
 @pytest.fixture
@@ -116,9 +92,8 @@ def test_shared_options_load_with_the_standard_library_only():
     seplugin itself, whose import loads torch); its imports at module level are stdlib."""
     import ast
     path = REPO / 'seplugin' / 'cli' / 'options.py'
-    script = (f'import importlib.util, sys\n'
-              f'spec = importlib.util.spec_from_file_location("o", {str(path)!r})\n'
-              f'spec.loader.exec_module(importlib.util.module_from_spec(spec))\n'
+    script = (f'import runpy, sys\n'
+              f'runpy.run_path({str(path)!r})\n'
               f'print(sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})))\n')
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,5 @@
 """tools/demo.py: the paper's protocol in miniature (pretrain both backbones with one recipe,
 start both detectors from them through init_cfg), one progress line per run."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,15 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tool_runs import load_tool
 
 REPO = Path(__file__).parents[2]
-
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location('demo', REPO / 'tools' / 'demo.py')
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo
 
 
 def test_progress_line_from_mmengine_logs():
@@ -38,7 +31,7 @@ def test_pretraining_then_detectors_from_its_checkpoints(tmp_path, monkeypatch):
     whose pretraining failed among them as not run."""
     from seplugin.engine import demo as engine
     from seplugin.engine.pairs import TESTED, Record
-    demo = load_demo()
+    demo = load_tool('demo')
     monkeypatch.setattr(engine, 'data_options', lambda *roots: (['cls=1'], ['det=1']))
     steps = []
 
@@ -80,7 +73,7 @@ def test_pretraining_then_detectors_from_its_checkpoints(tmp_path, monkeypatch):
 
 def test_detector_configs_start_from_the_pretrained_backbones_like_the_coco_configs():
     from mmengine.config import Config
-    demo = load_demo()
+    demo = load_tool('demo')
     for model in ('baseline', 'se'):
         init_cfg = Config.fromfile(demo.DETECT[model]).model.backbone.init_cfg
         assert init_cfg == dict(type='Pretrained', prefix='backbone.',
