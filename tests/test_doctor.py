@@ -24,31 +24,30 @@ def test_setuptools_84_fails_with_the_fix(monkeypatch, capsys):
     assert "fix: " in out and "pip install 'setuptools<81'" in out
 
 
-def test_missing_pkg_resources_fails(monkeypatch):
+def failing_import(monkeypatch, module: str, error: Exception):
+    """``import module`` raises ``error`` for the rest of the test; returns the import."""
     import builtins
     real_import = builtins.__import__
 
-    def no_pkg_resources(name, *args, **kwargs):
-        if name == 'pkg_resources':
-            raise ImportError('No module named pkg_resources')
+    def importer(name, *args, **kwargs):
+        if name == module:
+            raise error
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, '__import__', no_pkg_resources)
+    monkeypatch.setattr(builtins, '__import__', importer)
+    return importer
+
+
+def test_missing_pkg_resources_fails(monkeypatch):
+    no_pkg_resources = failing_import(monkeypatch, 'pkg_resources',
+                                      ImportError('No module named pkg_resources'))
     monkeypatch.setattr(doctor.importlib, 'import_module',
                         lambda name: no_pkg_resources(name))
     assert 'pkg_resources does not import' in doctor.check_setuptools()
 
 
 def test_mmcv_without_ops_fails(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_ops(name, *args, **kwargs):
-        if name == 'mmcv.ops':
-            raise ModuleNotFoundError("No module named 'mmcv._ext'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, '__import__', no_ops)
+    failing_import(monkeypatch, 'mmcv.ops', ModuleNotFoundError("No module named 'mmcv._ext'"))
     problem = doctor.check_mmcv_ops()
     assert "compiled ops do not load (ModuleNotFoundError: No module named 'mmcv._ext')" in problem
     assert 'bash tools/setup_env.sh' in problem
