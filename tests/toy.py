@@ -50,22 +50,30 @@ class ToyAccuracy(BaseMetric):
         return dict(top1=top1, top5=100.0)
 
 
-def make_runner(work_dir, max_iters, seed=0, val_interval=1000, runner_cls=Runner, **kwargs):
-    loader = dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=True),
-                  batch_size=4, num_workers=0)
-    return runner_cls(
-        model=ToyModel(), work_dir=str(work_dir), train_dataloader=loader,
+def make_runner(work_dir, max_iters, seed=0, val_interval=None, runner_cls=Runner, model=None,
+                dataset=None, sampler='DefaultSampler', **kwargs):
+    """A Runner of ``model`` (a ToyModel) on ``dataset`` (ToyData), checkpointing every second
+    iteration; with ``val_interval``, validating that often on the test loader's data.
+    ``kwargs``: the Runner's other arguments, over these."""
+    loader = dict(dataset=ToyData() if dataset is None else dataset,
+                  sampler=dict(type=sampler, shuffle=True), batch_size=4, num_workers=0)
+    in_order = dict(loader, sampler=dict(type='DefaultSampler', shuffle=False))
+    settings = dict(
+        model=ToyModel() if model is None else model, work_dir=str(work_dir),
+        train_dataloader=loader,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', by_epoch=False, milestones=[2]),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=val_interval),
-        test_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
-        test_evaluator=ToyAccuracy(), test_cfg=dict(),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=val_interval or 1000),
+        test_dataloader=in_order, test_evaluator=ToyAccuracy(), test_cfg=dict(),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
                            logger=dict(type='LoggerHook', interval=1,
                                        log_metric_by_epoch=False)),
         randomness=dict(seed=seed), default_scope='mmengine',
         # unique: runners of one process and one second would share a visualizer otherwise
-        experiment_name=uuid.uuid4().hex, **kwargs)
+        experiment_name=uuid.uuid4().hex)
+    if val_interval:
+        settings.update(val_dataloader=in_order, val_evaluator=[ToyAccuracy()], val_cfg=dict())
+    return runner_cls(**{**settings, **kwargs})
 
 
 def randomise_norms(model: nn.Module, shift: float = 0.1,
@@ -89,15 +97,22 @@ def randomise_norms(model: nn.Module, shift: float = 0.1,
 
 @contextmanager
 def lean_calls():
-    """Counts the lean SE tail's calls inside the context (the plain path makes none)."""
+    """Counts the fast SE tail's calls inside the context, each named by its form ('lean',
+    'fused' or 'formula'; the plain path makes none)."""
     calls = []
-    original = se_block.batch_norm_affine
+    names = {'batch_norm_affine': 'lean', 'fused_tail': 'fused',
+             'fused_tail_formula': 'formula'}
+    originals = {name: getattr(se_block, name) for name in names}
 
-    def counted(*args):
-        calls.append(1)
-        return original(*args)
-    se_block.batch_norm_affine = counted
+    def counter(name):
+        def counted(*args):
+            calls.append(names[name])
+            return originals[name](*args)
+        return counted
+    for name in names:
+        setattr(se_block, name, counter(name))
     try:
         yield calls
     finally:
-        se_block.batch_norm_affine = original
+        for name, original in originals.items():
+            setattr(se_block, name, original)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from scipy import stats
-from toy import ToyAccuracy, ToyData, make_runner
+from toy import make_runner
 
 from seplugin.analysis.compare import (
     compare,
@@ -24,10 +24,7 @@ TOOLS = 'tools/compare.py'
 
 def trained(work_dir, seed, test=True):
     """Train 4 iterations with validation every 2, then (optionally) test the checkpoint."""
-    loader = dict(dataset=ToyData(), sampler=dict(type='DefaultSampler', shuffle=False),
-                  batch_size=4, num_workers=0)
-    make_runner(work_dir, max_iters=4, seed=seed, val_interval=2, val_dataloader=loader,
-                val_evaluator=[ToyAccuracy()], val_cfg=dict()).train()
+    make_runner(work_dir, max_iters=4, seed=seed, val_interval=2).train()
     if test:
         make_runner(work_dir, max_iters=4, load_from=str(work_dir / 'iter_4.pth')).test()
     return str(work_dir)

@@ -1,11 +1,10 @@
 """ResumableRandomnessHook: a resumed run draws the random numbers of an uninterrupted one."""
-import uuid
 
 import numpy as np
 import pytest
 import torch
 from mmengine.runner import Runner
-from toy import ToyAccuracy, ToyData, ToyModel
+from toy import ToyData, ToyModel, make_runner
 
 from seplugin.checkpoint import load_file
 from seplugin.engine.hooks import step_seed
@@ -31,19 +30,11 @@ class DropoutModel(ToyModel):
 def noisy_runner(work_dir, max_iters, hook: bool, **kwargs) -> Runner:
     """toy.make_runner's run with random augmentation, dropout and validation."""
     # InfiniteSampler: mmengine sleeps 2 s at each restart of a finite one
-    loader = dict(dataset=NoisyData(), sampler=dict(type='InfiniteSampler', shuffle=True),
-                  batch_size=4, num_workers=0)
-    return Runner(
-        model=DropoutModel(), work_dir=str(work_dir), train_dataloader=loader,
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        param_scheduler=dict(type='MultiStepLR', by_epoch=False, milestones=[2]),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=3),
-        val_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
-        val_evaluator=[ToyAccuracy()], val_cfg=dict(),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+    return make_runner(
+        work_dir, max_iters, val_interval=3, model=DropoutModel(), dataset=NoisyData(),
+        sampler='InfiniteSampler',
         custom_hooks=[dict(type='ResumableRandomnessHook')] if hook else [],
-        randomness=dict(seed=0), default_scope=None,  # no global scope left behind
-        experiment_name=uuid.uuid4().hex, **kwargs)
+        default_scope=None, **kwargs)  # no global scope left behind
 
 
 @pytest.mark.parametrize('hook', [True, False])
