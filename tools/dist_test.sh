@@ -13,27 +13,4 @@ if [ $# -lt 3 ]; then
     echo "(NPROC: processes on this machine, one per GPU; e.g. 8)" >&2
     exit 2
 fi
-require_count NPROC "$3" "$USAGE"
-require_count NNODES "${NNODES:-1}" "$USAGE"
-require_count NODE_RANK "${NODE_RANK:-0}" "$USAGE" 0
-pick_python
-require_torch
-CONFIG=$1
-CHECKPOINT=$2
-NPROC=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$TOOLS/..":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" \
-    --master_port="$PORT" \
-    "$TOOLS/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
-    --launcher pytorch "${@:4}"
+torchrun_tool "$USAGE" "$3" test "$1" "$2" --launcher pytorch "${@:4}"

@@ -16,25 +16,4 @@ if [ $# -lt 2 ]; then
     echo "(NPROC: processes on this machine, one per GPU; e.g. 8)" >&2
     exit 2
 fi
-require_count NPROC "$2" "$USAGE"
-require_count NNODES "${NNODES:-1}" "$USAGE"
-require_count NODE_RANK "${NODE_RANK:-0}" "$USAGE" 0
-pick_python
-require_torch
-CONFIG=$1
-NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$TOOLS/..":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" \
-    --master_port="$PORT" \
-    "$TOOLS/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+torchrun_tool "$USAGE" "$2" train "$1" --launcher pytorch "${@:3}"
