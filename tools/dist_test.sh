@@ -8,9 +8,6 @@ TOOLS=$(dirname "$0")
 # shellcheck source=tools/launcher_env.sh
 source "$TOOLS/launcher_env.sh"
 USAGE="$0 CONFIG CHECKPOINT NPROC [test.py options]"
-if [ $# -lt 3 ]; then
-    echo "usage: $USAGE" >&2
-    echo "(NPROC: processes on this machine, one per GPU; e.g. 8)" >&2
-    exit 2
-fi
+require_args 3 $# "$USAGE" \
+    "(NPROC: processes on this machine, one per GPU; e.g. 8)"
 torchrun_tool "$USAGE" "$3" test "$1" "$2" --launcher pytorch "${@:4}"

@@ -11,9 +11,6 @@ TOOLS=$(dirname "$0")
 # shellcheck source=tools/launcher_env.sh
 source "$TOOLS/launcher_env.sh"
 USAGE="$0 CONFIG NPROC [train.py options]"
-if [ $# -lt 2 ]; then
-    echo "usage: $USAGE" >&2
-    echo "(NPROC: processes on this machine, one per GPU; e.g. 8)" >&2
-    exit 2
-fi
+require_args 2 $# "$USAGE" \
+    "(NPROC: processes on this machine, one per GPU; e.g. 8)"
 torchrun_tool "$USAGE" "$2" train "$1" --launcher pytorch "${@:3}"

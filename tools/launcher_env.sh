@@ -29,6 +29,18 @@ require_torch() {
     fi
 }
 
+# require_args MIN GIVEN USAGE [HINT]: GIVEN (the script's $#) must be at least MIN, else
+# the usage line (and HINT) and exit 2.
+require_args() {
+    if [ "$2" -lt "$1" ]; then
+        echo "usage: $3" >&2
+        if [ -n "${4:-}" ]; then
+            echo "$4" >&2
+        fi
+        exit 2
+    fi
+}
+
 # require_count NAME VALUE USAGE: VALUE must be a whole number >= 1 (>= 0 with "zero ok").
 require_count() {
     local name=$1 value=$2 usage=$3 min=${4:-1}

@@ -7,8 +7,5 @@ TOOLS=$(dirname "$0")
 # shellcheck source=tools/launcher_env.sh
 source "$TOOLS/launcher_env.sh"
 USAGE="[GPUS=16] [GPUS_PER_NODE=8] $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]"
-if [ $# -lt 4 ]; then
-    echo "usage: $USAGE" >&2
-    exit 2
-fi
+require_args 4 $# "$USAGE"
 srun_tool "$USAGE" "$1" "$2" test "$3" "$4" --launcher=slurm "${@:5}"
