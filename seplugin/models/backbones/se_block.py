@@ -14,6 +14,14 @@ from mmdet.models.backbones.resnet import BasicBlock, Bottleneck
 from mmdet.models.backbones.resnext import Bottleneck as ResNeXtBottleneck
 from torch import nn
 
+from seplugin.models.layers.se_fused_tail import (
+    FUSED_TAIL_ENV,
+    fused_tail,
+    fused_tail_env,
+    fused_tail_formula,
+    kernels,
+    kernels_state,
+)
 from seplugin.models.layers.se_layer import SELayer
 from seplugin.models.layers.se_residual import (
     LEAN_TAIL_ENV,
@@ -58,6 +66,9 @@ _forward_ad = _private('torch.autograd', 'forward_ad')
 # stops tracing (a graph break) at a getattr on a module inside the guard.
 _is_compiling = getattr(torch.compiler, 'is_compiling', None) \
     or _private('torch._dynamo', 'is_compiling')  # torch < 2.3
+# torch.export's tracing (torch >= 2.5): the plain graph is exported; torch.compile (not
+# exporting) gets the fused formula where the rest of the guard allows it.
+_is_exporting = getattr(torch.compiler, 'is_exporting', None)
 
 
 def _global_module_hooks() -> bool:
@@ -241,12 +252,17 @@ class SEBlockMixin:
         # answer data-dependent questions.
         if torch.jit.is_scripting():
             return 'torch.jit scripting'
-        if _is_compiling is None or _is_compiling():
+        if _is_compiling is None:
+            return 'cannot tell whether torch.compile is tracing on this torch'
+        compiling = _is_compiling()
+        if compiling and (_is_exporting is None or _is_exporting()):
             # first: what follows would stop torch 2.1's compiler tracing here, and the
             # rest of the guard would then run uncompiled, where it sees no compiler.
-            # The compiler sees the plain graph and plans memory itself.
-            return 'torch.compile / torch.export tracing'
-        reason = active_transform()
+            # torch.export (and compiling on torch < 2.5) sees the plain graph.
+            return 'torch.export tracing, or torch.compile on a torch without ' \
+                'torch.compiler.is_exporting' if _is_exporting is None \
+                else 'torch.export tracing'
+        reason = '' if compiling else active_transform()
         if reason:
             return reason
         if not self.lean_tail:
@@ -271,11 +287,40 @@ class SEBlockMixin:
             return f"SE squeeze {se.squeeze!r} (the lean tail implements 'avg')"
         if _global_module_hooks():
             return 'global module hooks'
+        if compiling:
+            return ''  # the compiler traces tensor subclasses itself
         tensors = [x, *norm._parameters.values(), *norm._buffers.values()]
         for conv in (se.conv1.conv, se.conv2.conv):
             tensors += conv._parameters.values()
         if torch.overrides.has_torch_function(tensors):
             return 'a tensor subclass or __torch_function__ override'
+        return ''
+
+    # Per-block switch of the fused SE tail (also SEPLUGIN_FUSED_TAIL=0 for the process).
+    fused_tail: bool = True
+
+    def why_not_fused_tail(self, z: torch.Tensor, identity: torch.Tensor) -> str:
+        """Where the lean tail is allowed (:meth:`why_not_lean_tail` is ''), why its
+        eager form is not the fused one (``se_fused_tail.py``) for the last conv's output
+        ``z`` and the shortcut ``identity``; '' when it is. Under ``torch.compile`` the
+        fused formula runs instead, on any device."""
+        if not self.fused_tail:
+            return 'switched off: fused_tail is False'
+        if not fused_tail_env():
+            return f'switched off: {FUSED_TAIL_ENV}=0'
+        if self.compiled_tail or compiled_tail_env():
+            return 'the lean tail with the compiled backward was asked for (compiled_tail)'
+        if z.device.type != 'cpu':
+            return f'the fused kernels are for CPU maps, not {z.device.type}'
+        if z.dtype not in (torch.float32, torch.float64):
+            return f'the fused kernels take float32/float64 maps, not {z.dtype}'
+        if not (z.is_contiguous() or z.is_contiguous(memory_format=torch.channels_last)):
+            return 'the map is neither contiguous nor channels_last'
+        if identity.shape != z.shape or identity.stride() != z.stride() \
+                or identity.dtype != z.dtype:
+            return 'the shortcut differs from the map in shape, layout or dtype'
+        if kernels() is None:
+            return f'the fused kernels are {kernels_state()}'
         return ''
 
     def _record_built_modules(self) -> None:
@@ -316,6 +361,12 @@ class SEBlockMixin:
             if self.se_position == 'identity':
                 identity = self.se_layer(identity)
             out = self.residual_branch(self.se_layer(x) if self.se_position == 'pre' else x)
+            if lean and _is_compiling():
+                # the same algebra as plain ops, for the compiler to fuse
+                return fused_tail_formula(out, identity, self.last_norm, self.se_layer)
+            if lean and not self.why_not_fused_tail(out, identity):
+                # relu(se(bn(out)) + identity) in two passes each way
+                return fused_tail(out, identity, self.last_norm, self.se_layer, kernels())
             if lean:
                 # relu(bn(out) * gate + identity), without keeping bn(out) for backward
                 scaled, affine = batch_norm_affine(self.last_norm, out)

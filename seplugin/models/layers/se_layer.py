@@ -159,8 +159,18 @@ class SELayer(BaseModule):
             pooled = (x.sum((2, 3), dtype=accumulate) / (x.shape[2] * x.shape[3])).to(x.dtype)
         else:
             pooled = x.amax((2, 3))
+        return self.gate_from_squeeze(pooled)[:, :, None, None]
+
+    def gate_from_squeeze(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The excitation of squeezed features ``pooled`` (N, C): the two FCs and the
+        gate, as the fast SE tails compute them (shape (N, C))."""
         hidden = self.conv1.activate(_fc(self.conv1.conv, pooled))
-        return self.conv2.activate(_fc(self.conv2.conv, hidden))[:, :, None, None]
+        return self.conv2.activate(_fc(self.conv2.conv, hidden))
+
+    def fc_parameters(self) -> list[torch.Tensor | None]:
+        """The two FCs' weights and biases (None without bias), in a fixed order."""
+        return [self.conv1.conv.weight, self.conv1.conv.bias, self.conv2.conv.weight,
+                self.conv2.conv.bias]
 
     @torch.no_grad()
     def start_constant(self, where: str = 'steep') -> float:

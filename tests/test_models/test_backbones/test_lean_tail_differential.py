@@ -40,11 +40,14 @@ FACTORS = {
     'mode': ('train', 'eval', 'norm_eval', 'frozen'),
     'precision': ('float64', 'bf16 autocast', 'fp16 autocast'),
     'memory_format': ('contiguous', 'channels_last'),
+    # the fast tail's eager form where the guard allows one: the fused passes, or the
+    # lean tail (fused_tail = False on the blocks)
+    'tail': ('fused', 'lean'),
     'observer': ('none', 'a hook on each module', 'global hooks', 'torch.fx',
                  'torch.compile', 'torch.export', 'forward AD', 'vmap'),
 }
 NUMERIC = [k for k in FACTORS if k != 'observer']
-OBSERVED = ['block', 'squeeze', 'position', 'with_cp', 'drop_path', 'norm', 'mode',
+OBSERVED = ['block', 'squeeze', 'position', 'with_cp', 'drop_path', 'norm', 'mode', 'tail',
             'observer']
 DEFAULTS = {k: v[0] for k, v in FACTORS.items()}
 
@@ -70,15 +73,20 @@ SAMPLE = 120  # numeric cases in the default run; half as many observed ones
 def lean_eligible(case: dict) -> bool:
     """Options under which the guard can allow the lean tail (the rest must go plain)."""
     return (case['position'] == 'standard' and case['norm'] == 'BN'
-            and case['squeeze'] == 'avg')
+            and case['squeeze'] == 'avg'
+            # stochastic depth runs in training mode (norm_eval and frozen train too)
+            and not (case['drop_path'] and case['mode'] != 'eval'))
 
 
 def sample(cases: list[dict], size: int, salt: int) -> list[dict]:
-    """Half from the whole product, half from where the lean tail can run, so that a
-    sample compares the lean tail itself and not mostly the guard's refusals."""
+    """Half from the whole product, half from where the lean tail can run (half of that
+    in float64, where the comparison is exact), so that a sample compares the fast tails
+    themselves and not mostly the guard's refusals."""
     rng = random.Random(SEED + salt)
     eligible = [case for case in cases if lean_eligible(case)]
-    return rng.sample(cases, size - size // 2) + rng.sample(eligible, size // 2)
+    exact = [case for case in eligible if case['precision'] == 'float64']
+    return rng.sample(cases, size - size // 2) + rng.sample(eligible, size // 4) \
+        + rng.sample(exact, size // 2 - size // 4)
 
 
 def case_id(case: dict) -> str:
@@ -107,6 +115,9 @@ def build(case: dict) -> tuple[nn.Module, torch.Tensor]:
     else:
         model = SEResNet(18 if case['block'] == 'basic' else 50, base_channels=8, **kwargs)
     model = revert_sync_batchnorm(model).double()
+    for m in model.modules():
+        if isinstance(m, se_block.SEBlockMixin):
+            m.fused_tail = case['tail'] == 'fused'
     model.train(case['mode'] != 'eval')
     # a trained network's statistics and affine parameters, not the initial ones
     for m in model.modules():
@@ -181,7 +192,7 @@ def observe(block: nn.Module, x: torch.Tensor, case: dict) -> dict:
     finally:
         for handle in handles:
             handle.remove()
-    seen.update(out=out.detach(), input_grad=x.grad, calls=calls, lean=bool(lean))
+    seen.update(out=out.detach(), input_grad=x.grad, calls=calls, lean=sorted(set(lean)))
     seen.update((f'grad {n}', p.grad) for n, p in block.named_parameters())
     seen.update((f'buffer {n}', b.clone()) for n, b in block.named_buffers())
     return seen
@@ -248,8 +259,11 @@ def check(case: dict) -> str:
     assert 'error' not in lean_seen, lean_seen['error']
     assert not plain_seen['lean']
     if case['observer'] == 'none':
-        # the guard's answer outside any observer decides the path
-        assert lean_seen['lean'] == (reason == ''), reason
+        # the guard's answer outside any observer decides the path, and the form: the
+        # fused kernels take float64 maps (autocast's half-precision ones go lean)
+        form = 'fused' if case['tail'] == 'fused' and case['precision'] == 'float64' \
+            else 'lean'
+        assert lean_seen['lean'] == ([form] if reason == '' else []), reason
     assert lean_seen['calls'] == plain_seen['calls']
     assert lean_seen.keys() == plain_seen.keys()
     ratios: list[float] = []
@@ -265,7 +279,9 @@ def check(case: dict) -> str:
     if ratios and lean_seen['lean']:  # plain against plain tells nothing
         ratios.sort()
         HALF_PRECISION_RATIOS[case['precision']].append(ratios[len(ratios) // 2])
-    return reason if lean_seen['lean'] is False else ''
+    if lean_seen['lean']:
+        return ''
+    return reason or 'the plain path (an observer sent the block there)'
 
 
 def run_cases(cases: list[dict]) -> dict[str, int]:
@@ -278,7 +294,7 @@ def run_cases(cases: list[dict]) -> dict[str, int]:
             reason = check(case)
         except AssertionError as error:
             raise AssertionError(f'{case_id(case)} (seed {SEED}): {error}') from None
-        key = 'lean tail' if not reason else reason.split(' (')[0]
+        key = f'fast tail ({case["tail"]})' if not reason else reason.split(' (')[0]
         paths[key] = paths.get(key, 0) + 1
     return paths
 
@@ -293,8 +309,9 @@ def report(name: str, cases: list[dict], paths: dict[str, int]) -> None:
 
 def test_product_sizes():
     """The products hold every level of every factor (3x3 without BasicBlocks)."""
-    assert len(NUMERIC_CASES) == 3 * 2 * 4 * 2 * 3 * 2 * 2 * 3 * 4 * 3 * 2 * (5 * 3 - 1) // 3
-    assert len(OBSERVED_CASES) == 2 * 2 * 2 * 3 * 4 * 8 * (5 * 3 - 1)
+    assert len(NUMERIC_CASES) == \
+        3 * 2 * 4 * 2 * 3 * 2 * 2 * 3 * 4 * 3 * 2 * 2 * (5 * 3 - 1) // 3
+    assert len(OBSERVED_CASES) == 2 * 2 * 2 * 3 * 4 * 2 * 8 * (5 * 3 - 1)
     for name in FACTORS:
         seen = {case[name] for case in NUMERIC_CASES + OBSERVED_CASES}
         assert seen == set(FACTORS[name]), name
@@ -304,7 +321,7 @@ def test_sampled_numeric_cases_equal_the_plain_path():
     cases = sample(NUMERIC_CASES, SAMPLE, 0)
     paths = run_cases(cases)
     report('numeric sample', cases, paths)
-    assert paths.get('lean tail'), 'no sampled case took the lean tail'
+    assert paths.get('fast tail (fused)') and paths.get('fast tail (lean)'), paths
 
 
 def test_sampled_observed_cases_equal_the_plain_path():

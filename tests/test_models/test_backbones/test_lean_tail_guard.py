@@ -214,7 +214,7 @@ def test_forward_mode_ad_runs_the_plain_path():
     ('_functorch_active',
      'cannot tell whether a torch.func transform is active on this torch'),
     ('_forward_ad', 'cannot tell whether forward-mode AD is active on this torch'),
-    ('_is_compiling', 'torch.compile / torch.export tracing'),
+    ('_is_compiling', 'cannot tell whether torch.compile is tracing on this torch'),
 ])
 def test_a_private_probe_this_torch_lacks_means_the_plain_path(monkeypatch, probe, reason):
     """The private torch names are looked up defensively: one that a torch release moved
@@ -337,15 +337,26 @@ def test_tracers_and_transforms():
         ['a torch.func transform (vmap, grad, jvp, ...)']
 
 
-def test_torch_compile_traces_through_the_guard_and_runs_plain():
+def test_torch_compile_traces_through_the_guard_and_runs_the_fused_formula():
     """The compiler must see the whole guard: a graph break inside it would run the rest
-    uncompiled, where no compiler is seen (torch 2.1 broke at a getattr on a module)."""
+    uncompiled, where no compiler is seen (torch 2.1 broke at a getattr on a module).
+    Compiling gets the fused formula, in plain ops the compiler fuses; a hook still sends
+    the compiled block to the plain path, and torch.export sees the plain graph."""
     block, x = a_block()
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(block)(x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
     with lean_calls() as calls:
         torch.compile(block, backend='eager')(x)
+    assert calls == ['formula']
+    torch._dynamo.reset()
+    handle = block.norm3.register_forward_hook(lambda *args: None)
+    with lean_calls() as calls:
+        torch.compile(block, backend='eager')(x)
+    assert not calls
+    handle.remove()
+    with lean_calls() as calls:
+        torch.export.export(block.eval(), (x,), strict=False)
     assert not calls
 
 

@@ -1,5 +1,7 @@
-"""The lean SE tail gives the plain formula's numbers while keeping one map less."""
+"""The lean SE tail gives the plain formula's numbers while keeping one map less; the fused
+tail keeps no more than the lean one."""
 import copy
+import os
 from contextlib import contextmanager
 
 import pytest
@@ -10,6 +12,7 @@ from torch import nn
 from seplugin.analysis.memory import PeakTensorMemory, saved_tensor_bytes
 from seplugin.models import SEResNet
 from seplugin.models.backbones import se_block
+from seplugin.models.layers.se_fused_tail import FUSED_TAIL_ENV
 from seplugin.models.layers.se_residual import batch_norm_affine, se_residual_relu
 
 
@@ -20,13 +23,29 @@ def plain_tail(x, gate, identity, bn_input=None, bn_affine=None, compiled=False)
 
 @contextmanager
 def blocks_using(tail):
-    """SE blocks run their standard tail with ``tail`` inside the context."""
+    """SE blocks run their standard tail with ``tail`` inside the context (in the lean
+    tail's place: the fused tail is off)."""
     original = se_block.se_residual_relu
     se_block.se_residual_relu = tail
     try:
-        yield
+        with fast_tail('lean'):
+            yield
     finally:
         se_block.se_residual_relu = original
+
+
+@contextmanager
+def fast_tail(form: str):
+    """The SE blocks' fast tail inside the context: 'fused' (the default) or 'lean'."""
+    before = os.environ.get(FUSED_TAIL_ENV)
+    os.environ[FUSED_TAIL_ENV] = '1' if form == 'fused' else '0'
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[FUSED_TAIL_ENV]
+        else:
+            os.environ[FUSED_TAIL_ENV] = before
 
 
 NORMS = {
@@ -115,8 +134,9 @@ def test_keeps_one_map_less_than_the_plain_formula():
     assert one_map - small <= difference <= one_map + small
 
 
+@pytest.mark.parametrize('form', ['fused', 'lean'])
 @pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
-def test_network_keeps_what_resnet_keeps(memory_format):
+def test_network_keeps_what_resnet_keeps(memory_format, form):
     """SE-ResNet-50's activations kept for backward: the plain formula keeps ~20% more
     than ResNet-50; seplugin's within 1.5% (the gates and pooled features)."""
     torch.manual_seed(0)
@@ -128,7 +148,8 @@ def test_network_keeps_what_resnet_keeps(memory_format):
                                   ignore=model.parameters())
 
     plain = saved(SEResNet(50, norm_eval=False, se_stages=(False,) * 4))
-    lean = saved(SEResNet(50, norm_eval=False))
+    with fast_tail(form):
+        lean = saved(SEResNet(50, norm_eval=False))
     with blocks_using(plain_tail):
         formula = saved(SEResNet(50, norm_eval=False))
     assert lean / plain < 1.015
@@ -137,7 +158,8 @@ def test_network_keeps_what_resnet_keeps(memory_format):
 
 @pytest.mark.skipif(not PeakTensorMemory.supported(),
                     reason=f'torch {torch.__version__} does not report storage releases')
-def test_peak_memory_over_resnet_does_not_grow_with_the_input():
+@pytest.mark.parametrize('form', ['fused', 'lean'])
+def test_peak_memory_over_resnet_does_not_grow_with_the_input(form):
     """Peak live tensor memory of forward + backward: lean SE costs ResNet-50 a constant
     (gradients of its own weights), the plain formula also a share of every activation."""
     def peak(model, size):
@@ -152,7 +174,8 @@ def test_peak_memory_over_resnet_does_not_grow_with_the_input():
     lean = SEResNet(50, norm_eval=False)
     with blocks_using(plain_tail):
         formula = {size: peak(lean, size) for size in (96, 160)}
-    lean_extra = {size: peak(lean, size) - peak(plain, size) for size in (96, 160)}
+    with fast_tail(form):
+        lean_extra = {size: peak(lean, size) - peak(plain, size) for size in (96, 160)}
     formula_extra = {size: formula[size] - peak(plain, size) for size in (96, 160)}
     se_weights = sum(p.numel() * 4 for n, p in lean.named_parameters() if 'se_layer' in n)
     assert abs(lean_extra[160] - lean_extra[96]) < 2**20
