@@ -16,19 +16,18 @@ import copy
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from mmengine.logging import print_log
 from torch import nn
 
 from seplugin.models.layers.se_after import (
     SEAfterMixin,
     add_se_after,
     candidate_patterns,
-    has_trunk_not_se,
     match_modules,
     output_channels,
     restore_se_classes,
     start_neutral,
 )
+from seplugin.models.layers.se_host import SEHostMixin, make_se_host
 from seplugin.registry import MMPRETRAIN, MODEL_REGISTRIES, MODELS
 
 Site = tuple[str, bool]  # (module name inside the block or backbone, output is NHWC)
@@ -165,11 +164,10 @@ def _probe_channels(backbone: nn.Module, names: list[str], size: int) -> dict[st
     return channels
 
 
-class SEBackboneMixin:
+class SEBackboneMixin(SEHostMixin):
     """What an SE backbone adds to its backbone class: the SE sites, their neutral start on
-    loading plain weights, and the SE classes kept through norm converters."""
-
-    se_sites: tuple[str, ...] = ()
+    loading plain weights (:class:`SEHostMixin`), and the SE classes kept through norm
+    converters."""
 
     def se_layers(self) -> Iterator[tuple[str, nn.Module]]:
         """(name, SELayer) of every SE layer, in module order."""
@@ -192,36 +190,6 @@ class SEBackboneMixin:
                 restore_se_classes(self, self.se_sites)
                 break
         return super().forward(*args, **kwargs)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Before the children load: the sites whose module this state dict holds without
-        # its SE layer (plain weights), for _start_missing_se_neutral after loading.
-        self._se_sites_to_start = [
-            site for site in self.se_sites
-            if has_trunk_not_se(self.get_submodule(site), state_dict, f'{prefix}{site}.')]
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def _start_missing_se_neutral(backbone: SEBackboneMixin, incompatible_keys) -> None:
-    """Load post-hook: start neutral the SE layers whose trunk module was just loaded
-    without them, and log them."""
-    sites = backbone.__dict__.pop('_se_sites_to_start', None)
-    if not sites:
-        return
-    lines = '\n'.join(f'  {site}.se_layer: {start_neutral(backbone.get_submodule(site))}'
-                      for site in sites)
-    print_log(f'{type(backbone).__name__}: {len(sites)} SE layers are not in the loaded state '
-              f'dict, whose modules are; they start neutral:\n{lines}', logger='current')
-
-
-_SE_BACKBONE_CLASSES: dict[type, type] = {}
-
-
-def _se_backbone_class(cls: type) -> type:
-    if cls not in _SE_BACKBONE_CLASSES:
-        _SE_BACKBONE_CLASSES[cls] = type(f'SE{cls.__name__}', (SEBackboneMixin, cls),
-                                         {'__module__': cls.__module__})
-    return _SE_BACKBONE_CLASSES[cls]
 
 
 def insert_se(backbone: nn.Module,
@@ -275,10 +243,7 @@ def insert_se(backbone: nn.Module,
             raise ValueError(f'{name}.{site} ({channels[site]} channels): {error}') from error
     if hasattr(backbone, '_freeze_stages'):  # SE in frozen stages is frozen, as SEResNet's
         backbone._freeze_stages()
-    backbone.__class__ = _se_backbone_class(type(backbone))
-    backbone.se_sites = tuple(site for site, _ in sites)
-    backbone.register_load_state_dict_post_hook(_start_missing_se_neutral)
-    return backbone
+    return make_se_host(backbone, SEBackboneMixin, tuple(site for site, _ in sites))
 
 
 class SEBackbone:

@@ -7,8 +7,9 @@ from mmcv.cnn import ConvModule
 from mmdet.models.necks import FPN
 
 from seplugin.models.layers.se_after import SEAfterMixin, register_se_after_class
+from seplugin.models.layers.se_host import register_se_host_class
 from seplugin.models.layers.se_layer import SELayer
-from seplugin.models.necks.se_neck import SENeckMixin, insert_se_neck, register_se_neck_class
+from seplugin.models.necks.se_neck import SENeckMixin, insert_se_neck
 from seplugin.registry import register_model
 
 
@@ -66,4 +67,4 @@ class SEFPN(SENeckMixin, FPN):
             self.se_lateral = self.se_output = self.se_input = False
 
 
-register_se_neck_class(FPN, SEFPN)
+register_se_host_class(SENeckMixin, FPN, SEFPN)

@@ -10,15 +10,10 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from mmengine.logging import print_log
 from torch import nn
 
-from seplugin.models.layers.se_after import (
-    add_se_after,
-    has_trunk_not_se,
-    restore_se_classes,
-    start_neutral,
-)
+from seplugin.models.layers.se_after import add_se_after, restore_se_classes
+from seplugin.models.layers.se_host import SEHostMixin, make_se_host
 from seplugin.models.layers.se_layer import SELayer
 from seplugin.registry import MODEL_REGISTRIES, MODELS
 
@@ -52,12 +47,12 @@ def _out_channels(neck: nn.Module, cfg: dict) -> list[int]:
     return [channels] * count
 
 
-class SENeckMixin:
+class SENeckMixin(SEHostMixin):
     """What an SE neck adds to its neck class: SE on inputs and outputs, SE classes kept
-    through norm converters, and the neutral start on loading a plain neck's weights."""
+    through norm converters, and the neutral start on loading a plain neck's weights
+    (:class:`SEHostMixin`, which also starts the SE layers after lateral convs)."""
 
-    se_sites: tuple[str, ...] = ()
-    se_neutral_start: bool = True
+    se_loaded_part = 'whose neck is'
 
     def forward(self, inputs: Sequence[torch.Tensor], *args, **kwargs):
         restore_se_classes(self, self.se_sites)
@@ -74,50 +69,20 @@ class SENeckMixin:
             if isinstance(module, SELayer):
                 yield name, module
 
-    def _trunk_loaded_without(self, state_dict, prefix: str, name: str) -> bool:
+    def _se_maps_loaded_without(self, state_dict, prefix: str) -> list[str]:
+        """``input_se_layers``/``output_se_layers`` when ``state_dict`` holds every other
+        parameter of the neck and none of theirs (a plain neck's weights)."""
         trunk = [n for n, _ in self.named_parameters() if 'se_layer' not in n
                  and not n.startswith(('input_se_layers.', 'output_se_layers.'))]
-        return bool(trunk) and all(f'{prefix}{n}' in state_dict for n in trunk) and not any(
-            key.startswith(f'{prefix}{name}.') for key in state_dict)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        if self.se_neutral_start:
-            self._se_to_start = [
-                site for site in self.se_sites
-                if has_trunk_not_se(self.get_submodule(site), state_dict, f'{prefix}{site}.')]
-            self._se_lists_to_start = [
-                name for name in ('input_se_layers', 'output_se_layers')
+        if not trunk or not all(f'{prefix}{n}' in state_dict for n in trunk):
+            return []
+        return [name for name in ('input_se_layers', 'output_se_layers')
                 if getattr(self, name, None) is not None
-                and self._trunk_loaded_without(state_dict, prefix, name)]
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+                and not any(key.startswith(f'{prefix}{name}.') for key in state_dict)]
 
-
-def _start_missing_se_neutral(neck: SENeckMixin, incompatible_keys) -> None:
-    sites = neck.__dict__.pop('_se_to_start', None) or []
-    lists = neck.__dict__.pop('_se_lists_to_start', None) or []
-    lines = [f'  {site}.se_layer: {start_neutral(neck.get_submodule(site))}' for site in sites]
-    for name in lists:
-        for i, se in enumerate(getattr(neck, name)):
-            lines.append(f'  {name}.{i}: gate {se.start_constant("one"):.6f} (on a map)')
-    if lines:
-        print_log(f'{type(neck).__name__}: {len(lines)} SE layers are not in the loaded state '
-                  'dict, whose neck is; they start neutral:\n' + '\n'.join(lines),
-                  logger='current')
-
-
-_SE_NECK_CLASSES: dict[type, type] = {}
-
-
-def se_neck_class(cls: type) -> type:
-    """``SE<cls>``: ``cls`` with :class:`SENeckMixin` (SEFPN for FPN)."""
-    if cls not in _SE_NECK_CLASSES:
-        _SE_NECK_CLASSES[cls] = type(f'SE{cls.__name__}', (SENeckMixin, cls),
-                                     {'__module__': cls.__module__})
-    return _SE_NECK_CLASSES[cls]
-
-
-def register_se_neck_class(cls: type, se_cls: type) -> None:
-    _SE_NECK_CLASSES[cls] = se_cls
+    def _start_se_maps_neutral(self, names: list[str]) -> list[str]:
+        return [f'  {name}.{i}: gate {se.start_constant("one"):.6f} (on a map)'
+                for name in names for i, se in enumerate(getattr(self, name))]
 
 
 def insert_se_neck(neck: nn.Module,
@@ -161,12 +126,9 @@ def insert_se_neck(neck: nn.Module,
     neck.output_se_layers = nn.ModuleList(
         SELayer(c, **se_cfg) for c in se_out_channels or _out_channels(neck, cfg)) \
         if se_outputs else None
-    if not isinstance(neck, SENeckMixin):
-        neck.__class__ = se_neck_class(type(neck))
-    neck.se_sites = tuple(sites)
+    make_se_host(neck, SENeckMixin, tuple(sites))
     neck.se_lateral, neck.se_output, neck.se_input = se_lateral, se_outputs, se_inputs
     neck.se_neutral_start = neutral_start
-    neck.register_load_state_dict_post_hook(_start_missing_se_neutral)
     return neck
 
 

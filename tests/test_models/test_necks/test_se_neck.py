@@ -115,3 +115,20 @@ def test_bad_input():
             type='ChannelMapper', in_channels=IN, out_channels=16)))
     with pytest.raises(KeyError, match="'NoNeck' is not in the mmdet registry"):
         MODELS.build(dict(type='SENeck', neck=dict(type='NoNeck')))
+
+
+def test_backbones_and_necks_share_one_neutral_start():
+    """SEBackbone's and SENeck's classes, subclass cache and load hook are one copy
+    (seplugin/models/layers/se_host.py), not one each."""
+    from seplugin.models import SEBackbone
+    from seplugin.models.backbones.se_backbone import SEBackboneMixin
+    from seplugin.models.layers import se_host
+    from seplugin.models.necks.se_neck import SENeckMixin
+    for mixin in (SEBackboneMixin, SENeckMixin):
+        assert mixin._load_from_state_dict is se_host.SEHostMixin._load_from_state_dict
+    neck = SENeck(neck=dict(type='PAFPN', in_channels=[16, 32], out_channels=16, num_outs=2))
+    backbone = SEBackbone(backbone=dict(type='mmpretrain.ShuffleNetV2', widen_factor=0.5))
+    for module in (neck, backbone):
+        assert list(module._load_state_dict_post_hooks.values()) == \
+            [se_host.start_missing_se_neutral]
+    assert type(neck) is se_host.se_host_class(SENeckMixin, type(neck).__bases__[1])
