@@ -162,9 +162,16 @@ def demo_inputs(model_cfg: dict, track: bool) -> tuple[dict, dict]:
     if track:
         data = demo_track_inputs(batch_size=1, num_frames=2, key_frames_inds=[0],
                                  image_shapes=shape, num_classes=num_classes, with_mask=True)
+        if min(counts, default=2) == 1:  # one-class heads (CrowdHuman, MOT): label 0 only
+            for clip in data['data_samples']:
+                for frame in clip.video_data_samples:
+                    frame.gt_instances.labels.zero_()
         return data, data
     data = demo_mm_inputs(batch_size=BATCH, image_shapes=shape, num_classes=num_classes,
                           with_mask=True, with_semantic=True)
+    if min(counts, default=2) == 1:  # one-class heads (CrowdHuman, MOT): label 0 only
+        for sample in data['data_samples']:
+            sample.gt_instances.labels.zero_()
     if model_cfg['type'] == 'FastRCNN':  # takes precomputed proposals
         for sample, proposals in zip(data['data_samples'],
                                      demo_mm_proposals([shape] * BATCH, 100)):
@@ -432,3 +439,16 @@ def test_pretrained_weights_are_dropped():
     assert without_downloads(model) == dict(type='X', backbone=dict(type='ResNet', depth=50),
                                             neck=model['neck'])
     assert 'init_cfg' in model['backbone']  # the shipped config is left alone
+
+
+@pytest.mark.parametrize('track', [False, True])
+def test_one_class_models_get_label_zero(track):
+    """CrowdHuman and MOT heads have one class: demo labels (drawn from 1..n-1, n >= 2)
+    would be out of range ('Class values must be smaller than num_classes')."""
+    model = dict(type='X', bbox_head=dict(num_classes=1))
+    data, _ = demo_inputs(model, track)
+    samples = [frame for clip in data['data_samples'] for frame in clip.video_data_samples] \
+        if track else data['data_samples']
+    assert all((s.gt_instances.labels == 0).all() for s in samples)
+    many, _ = demo_inputs(dict(type='X', bbox_head=dict(num_classes=80)), track=False)
+    assert all((s.gt_instances.labels >= 1).all() for s in many['data_samples'])

@@ -97,11 +97,33 @@ def features(model, x: torch.Tensor) -> list[torch.Tensor]:
     return [o for o in out if torch.is_tensor(o)]
 
 
-def classifier_step(model) -> None:
-    """One training step of an MMPretrain classifier on two random images."""
+def image_size(model: dict, size: int) -> int:
+    """``size``, or the input size the model needs: VGG's classifier layers take 224 x 224
+    only, InceptionV3 runs at its own 299 x 299 (too small a map fails its 3x3 convs)."""
+    backbone = model.get('backbone') or {}
+    backbone = backbone.get('backbone', backbone)  # inside SEBackbone
+    if backbone.get('type') == 'VGG' and backbone.get('num_classes', -1) > 0:
+        return 224
+    if backbone.get('type') == 'InceptionV3':
+        return 299
+    return size
+
+
+def classifier_step(model, size: int = 64) -> None:
+    """One training step of an MMPretrain classifier on two random images of ``size``.
+
+    The norms' affine weights are made random first and stochastic depth is off in the
+    step: a zero-initialised residual norm (``zero_init_residual``, on by default in
+    MMPretrain's ResNets, RegNet, ...) zeroes what the SE layer after it sees, and a block
+    that drop path skips gets no gradient, so their SE layers would get an exactly zero
+    gradient in one step with nothing wrong."""
     from mmpretrain.structures import DataSample
+    mmdet_zoo_randomise(model)
     model.train()
-    inputs = torch.rand(2, 3, 64, 64)
+    for module in model.modules():
+        if type(module).__name__ == 'DropPath':
+            module.eval()
+    inputs = torch.rand(2, 3, size, size)
     samples = [DataSample().set_gt_label(i) for i in (0, 1)]
     losses = model.loss(inputs, samples)
     sum(v for k, v in losses.items() if 'loss' in k).backward()
@@ -142,7 +164,7 @@ def check_config(scope: str, config: str, size: int) -> None:
     else:
         model = build(se_cfg, scope)
         model.init_weights()
-        classifier_step(model)
+        classifier_step(model, image_size(plain_cfg, 64))
         layers = se_layers(model)
         assert layers, f'no SE layer in {config}'
         no_grad = [n for n, m in layers if m.conv2.conv.bias.grad is None
@@ -157,6 +179,7 @@ def check_config(scope: str, config: str, size: int) -> None:
     missing, unexpected = se.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and all('se_' in k for k in missing), (unexpected, missing[:5])
     plain.double().eval(), se.double().eval()
+    size = image_size(plain_cfg, size)
     x = torch.rand(2, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
         a, b = features(plain, x), features(se, x)
@@ -210,11 +233,33 @@ def test_every_supported_config(scope, config):
             else:
                 model = build(plain, scope)
                 model.init_weights()
-                classifier_step(model)
+                classifier_step(model, image_size(plain, 64))
         except Exception as plain_error:
             if type(plain_error) is type(error) and str(plain_error) == str(error):
                 pytest.xfail(f'fails as shipped too: {type(error).__name__}: {error}')
         raise
+
+
+def test_one_step_reaches_se_after_zero_initialised_norms():
+    """MMPretrain's ResNets zero their last residual norm (zero_init_residual) and drop path
+    skips blocks: the walk's step still gives every SE layer a nonzero gradient."""
+    model = build(dict(type='ImageClassifier',
+                       backbone=dict(type='SEBackbone', backbone=dict(
+                           type='ResNetV1c', depth=18, drop_path_rate=0.9)),
+                       neck=dict(type='GlobalAveragePooling'),
+                       head=dict(type='LinearClsHead', num_classes=2, in_channels=512)),
+                  'mmpretrain')
+    model.init_weights()
+    assert all((m.weight == 0).all() for n, m in model.named_modules() if n.endswith('.bn2'))
+    classifier_step(model)
+    assert all(m.conv2.conv.bias.grad.abs().sum() > 0 for _, m in se_layers(model))
+
+
+def test_image_sizes_the_models_take():
+    vgg = dict(backbone=dict(type='SEBackbone', backbone=dict(type='VGG', num_classes=10)))
+    assert image_size(vgg, 64) == 224
+    assert image_size(dict(backbone=dict(type='VGG', num_classes=-1)), 64) == 64
+    assert image_size(dict(backbone=dict(type='InceptionV3')), 96) == 299
 
 
 SE_CONFIGS = sorted(p.name for p in (ROOT / 'configs' / 'se_anywhere').glob('se-*.py'))
