@@ -26,7 +26,7 @@ def test_ratios_and_targets():
                                                   'Faster R-CNN R50-FPN': 2.0}}}
     rows = {(r['measure'], r['model']): r for r in benchmark.ratios(results)}
     peak = rows['peak training-step tensor memory', SEPLUGIN]
-    assert peak['ratio'] == pytest.approx(1.04) and peak['target'] == 1.03
+    assert peak['ratio'] == pytest.approx(1.04) and peak['target'] == 1.02
     assert rows['training step', SEPLUGIN]['ratio'] == pytest.approx(1.02)
     assert rows['training step', 'timm seresnet50']['ratio'] == pytest.approx(1.01 / 0.9)
     assert rows['training step', 'timm seresnet50']['target'] is None  # peers: context
@@ -38,7 +38,7 @@ def test_ratios_and_targets():
     report = benchmark.report(dict(results, machine='m', batch=8, size=224, repeats=3), list(
         rows.values()))
     assert ('| peak training-step tensor memory | seplugin SE-ResNet-50 | 1.040 | exact '
-            '| <= 1.03 | NO |') in report
+            '| <= 1.02 | NO |') in report
     assert '| training step | seplugin SE-ResNet-50 | 1.020 |  | <= 1.03 | yes |' in report
 
 
@@ -164,11 +164,15 @@ def test_tiny_run_of_every_measurement(tmp_path):
     assert 'malloc: freed memory kept for reuse' in out.stdout
     memory = {name: m['saved'] for name, m in results['memory'].items()}
     # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
-    # keeps two numbers per channel instead (the BN's alpha and beta)
+    # keeps per-channel numbers instead: the lean tail two float32 (BN's alpha and beta),
+    # the fused tail a float32 deviation and two float64 statistics, and no FC inputs
     stages = [(3, 256, 4), (4, 512, 8), (6, 1024, 16), (3, 2048, 32)]
     maps = sum(blocks * 4 * channels * (64 // stride) ** 2 for blocks, channels, stride in stages)
     alpha_beta = sum(blocks * 2 * 4 * channels for blocks, channels, _ in stages)
-    assert memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] == maps - alpha_beta
+    assert memory['mmpretrain SE-ResNet-50'] - memory[benchmark.LEAN] == maps - alpha_beta
+    per_channel = sum(blocks * channels for blocks, channels, _ in stages)
+    assert abs(memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] - maps) \
+        <= 20 * per_channel
     assert memory['mmpretrain SE-ResNet-50'] == memory['timm seresnet50']
     assert (tmp_path / 'r.png').read_bytes()[:4] == b'\x89PNG'
     assert '| measurement | ratio | value | 95% interval | target | met |' in out.stdout
