@@ -142,7 +142,16 @@ def zoo() -> dict:
     return dict(total=len(paths), broken=broken, models=[models[key] for key in order])
 
 
-def demo_inputs(model_cfg: dict, track: bool) -> tuple[dict, dict]:
+def image_shape(model_cfg: dict) -> tuple[int, int, int]:
+    """The demo images' shape: IMAGE_SHAPES by model type, SSD at its anchors' input size
+    (300 or 512: smaller maps fail the last 3x3 convs of its neck), else IMAGE_SHAPE."""
+    anchors = (model_cfg.get('bbox_head') or {}).get('anchor_generator') or {}
+    if anchors.get('type') == 'SSDAnchorGenerator':
+        return (3, anchors['input_size'], anchors['input_size'])
+    return IMAGE_SHAPES.get(model_cfg['type'], IMAGE_SHAPE)
+
+
+def demo_inputs(model_cfg: dict, track: bool, with_mask: bool = True) -> tuple[dict, dict]:
     """Training and test batches from mmdet's own test utilities: random images, boxes, masks
     and semantic maps, labels valid for every head of the model (video clips for trackers,
     identities for re-identification, one batch per branch for semi-supervised training)."""
@@ -157,18 +166,19 @@ def demo_inputs(model_cfg: dict, track: bool) -> tuple[dict, dict]:
               if k in ('num_classes', 'num_things_classes') and isinstance(v, int) and v > 0]
     # at least 2 (labels are drawn from 1..n-1); at most 255 (the semantic maps are uint8)
     num_classes = min(max(2, min(counts, default=2)), 255)
-    shape = IMAGE_SHAPES.get(model_cfg['type'], IMAGE_SHAPE)
+    shape = image_shape(model_cfg)
     np.random.seed(0)  # demo_mm_inputs draws the semantic maps from numpy's global state
     if track:
         data = demo_track_inputs(batch_size=1, num_frames=2, key_frames_inds=[0],
-                                 image_shapes=shape, num_classes=num_classes, with_mask=True)
+                                 image_shapes=shape, num_classes=num_classes,
+                                 with_mask=with_mask)
         if min(counts, default=2) == 1:  # one-class heads (CrowdHuman, MOT): label 0 only
             for clip in data['data_samples']:
                 for frame in clip.video_data_samples:
                     frame.gt_instances.labels.zero_()
         return data, data
     data = demo_mm_inputs(batch_size=BATCH, image_shapes=shape, num_classes=num_classes,
-                          with_mask=True, with_semantic=True)
+                          with_mask=with_mask, with_semantic=True)
     if min(counts, default=2) == 1:  # one-class heads (CrowdHuman, MOT): label 0 only
         for sample in data['data_samples']:
             sample.gt_instances.labels.zero_()
@@ -203,7 +213,8 @@ def student_backbones(model: torch.nn.Module) -> list[torch.nn.Module]:
                                                              torch.nn.Module)]
 
 
-def train_and_predict(model_cfg: dict, optim_cfg: dict) -> tuple[torch.nn.Module, list]:
+def train_and_predict(model_cfg: dict, optim_cfg: dict,
+                      with_mask: bool = True) -> tuple[torch.nn.Module, list]:
     """Build as mmengine's Runner does, train one step, predict; returns the model and the
     predictions. Checks on the way that the step is finite and reaches every trainable
     parameter of the backbones."""
@@ -218,7 +229,7 @@ def train_and_predict(model_cfg: dict, optim_cfg: dict) -> tuple[torch.nn.Module
             optim_cfg.pop(key, None)
         optim_wrapper = build_optim_wrapper(model, optim_cfg)
         track = isinstance(model, BaseMOTModel)
-        train_data, test_data = demo_inputs(model_cfg, track)
+        train_data, test_data = demo_inputs(model_cfg, track, with_mask)
 
         grads = {}
         backbone_params = {id(p): name for backbone in student_backbones(model)

@@ -10,7 +10,7 @@ that fails with the same error is it an expected failure, with that error as the
 """
 import copy
 import json
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import mmdet
@@ -139,6 +139,80 @@ def se_layers(model) -> list:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SELayer)]
 
 
+class SEGradients:
+    """Which SE layers of a model the step's loss reads (a gradient flows back into their
+    output) and which of their parameters get a gradient."""
+
+    def __init__(self):
+        self.layers, self.read, self.reached = {}, set(), set()
+
+    def watch(self, model) -> list:
+        """Hooks on every SE layer of ``model``; no backbone for mmdet's walk to check."""
+        self.model = model
+        def forward_hook(module, args, out, name):
+            if out.requires_grad:
+                out.register_hook(lambda grad: self.read.add(name))
+
+        for name, se in se_layers(model):
+            self.layers[name] = se
+            se.register_forward_hook(partial(forward_hook, name=name))
+            for key, p in se.named_parameters(prefix=name):
+                if p.requires_grad:
+                    p.register_post_accumulate_grad_hook(
+                        lambda p, key=key: self.reached.add(key))
+        return []
+
+    def check(self) -> None:
+        """Every trainable SE layer whose output the loss reads gets a gradient in every
+        parameter (an SE layer on a map no head reads, e.g. a level Fast R-CNN's RoI
+        extractor skips, cannot: the plain model does not read that map either); some
+        do; SE layers after frozen modules are frozen."""
+        trainable = {n for n, se in self.layers.items()
+                     if any(p.requires_grad for p in se.parameters())}
+        read = trainable & self.read
+        assert read, f'the loss reads none of the {len(trainable)} trainable SE layers'
+        missing = [key for n in sorted(read) for key, p in self.layers[n].named_parameters(
+            prefix=n) if p.requires_grad and key not in self.reached]
+        assert not missing, f'no gradient for {missing[:5]} ({len(missing)} in all)'
+        trainable_after_frozen = []
+        for name in self.layers:
+            host = self.model.get_submodule(name.rpartition('.')[0])
+            own = [p for key, p in host.named_parameters() if not key.startswith('se_layer.')]
+            if own and not any(p.requires_grad for p in own) and name in trainable:
+                trainable_after_frozen.append(name)
+        assert not trainable_after_frozen, f'SE after frozen modules is trainable: ' \
+            f'{trainable_after_frozen[:5]} ({len(trainable_after_frozen)} in all)'
+
+
+def loads_masks(cfg) -> bool:
+    """Whether the config's training data has instance masks (LoadAnnotations with_mask);
+    True when the config has no training pipeline."""
+    loads = load_annotations(cfg.get('train_dataloader') or {})
+    return not loads or any(item.get('with_mask', False) for item in loads)
+
+
+def load_annotations(cfg) -> list[dict]:
+    if isinstance(cfg, dict):
+        found = [cfg] if cfg.get('type') == 'LoadAnnotations' else []
+        return found + [d for v in cfg.values() for d in load_annotations(v)]
+    if isinstance(cfg, (list, tuple)):
+        return [d for v in cfg for d in load_annotations(v)]
+    return []
+
+
+def mmdet_step(model_cfg: dict, cfg, watch):
+    """mmdet's walk's step and predictions for ``model_cfg``, its gradient check replaced
+    by ``watch`` (called with the built model; returns the modules to check), with masks
+    when the config's data has them (RTMDet's assigner reads masks given to it)."""
+    backbones = mmdet_zoo.student_backbones
+    mmdet_zoo.student_backbones = watch
+    try:
+        return mmdet_zoo.train_and_predict(model_cfg, cfg.optim_wrapper.to_dict(),
+                                           with_mask=loads_masks(cfg))
+    finally:
+        mmdet_zoo.student_backbones = backbones
+
+
 def check_config(scope: str, config: str, size: int) -> None:
     cfg = Config.fromfile(str(CONFIGS[scope] / config))
     plain_cfg = mmdet_zoo.without_downloads(cfg.model.to_dict())
@@ -149,16 +223,9 @@ def check_config(scope: str, config: str, size: int) -> None:
     assert kinds
     # trains one step (a gradient in every SE layer) and predicts
     if scope == 'mmdet':
-        # mmdet's walk checks that every trainable backbone parameter gets a gradient in
-        # the step; here the neck's too (its SE layers)
-        backbones = mmdet_zoo.student_backbones
-        mmdet_zoo.student_backbones = lambda m: backbones(m) + [
-            n for n in [getattr(m, 'neck', None)] if isinstance(n, torch.nn.Module)]
-        try:
-            model, predictions = mmdet_zoo.train_and_predict(se_cfg,
-                                                             cfg.optim_wrapper.to_dict())
-        finally:
-            mmdet_zoo.student_backbones = backbones
+        gradients = SEGradients()
+        model, predictions = mmdet_step(se_cfg, cfg, gradients.watch)
+        gradients.check()
         mmdet_zoo.check_predictions(predictions, track=False)
         assert se_layers(model), f'no SE layer in {config}'
     else:
@@ -179,7 +246,8 @@ def check_config(scope: str, config: str, size: int) -> None:
     missing, unexpected = se.load_state_dict(plain.state_dict(), strict=False)
     assert not unexpected and all('se_' in k for k in missing), (unexpected, missing[:5])
     plain.double().eval(), se.double().eval()
-    size = image_size(plain_cfg, size)
+    size = mmdet_zoo.image_shape(plain_cfg)[1] if scope == 'mmdet' else \
+        image_size(plain_cfg, size)
     x = torch.rand(2, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
         a, b = features(plain, x), features(se, x)
@@ -229,7 +297,7 @@ def test_every_supported_config(scope, config):
             if scope == 'mmdet':
                 plain.get('data_preprocessor', {}).pop('batch_augments', None)
                 mmdet_zoo.fewer_rois(plain)
-                mmdet_zoo.train_and_predict(plain, cfg.optim_wrapper.to_dict())
+                mmdet_step(plain, cfg, lambda model: [])
             else:
                 model = build(plain, scope)
                 model.init_weights()
@@ -253,6 +321,37 @@ def test_one_step_reaches_se_after_zero_initialised_norms():
     assert all((m.weight == 0).all() for n, m in model.named_modules() if n.endswith('.bn2'))
     classifier_step(model)
     assert all(m.conv2.conv.bias.grad.abs().sum() > 0 for _, m in se_layers(model))
+
+
+def test_se_gradients_skip_maps_no_head_reads_and_flag_frozen_hosts():
+    """Fast R-CNN's RoI extractor reads 4 of FPN's 5 levels: the SE layer on the fifth gets
+    no gradient, as the plain fifth map gets none; an SE layer after a frozen module must
+    be frozen too (SE in a backbone's frozen stages)."""
+    from seplugin.models import SENeck
+    neck = SENeck(neck=dict(type='FPN', in_channels=[16, 32], out_channels=16, num_outs=3),
+                  se_lateral=True)
+    gradients = SEGradients()
+    gradients.watch(neck)
+    outs = neck((torch.rand(1, 16, 8, 8), torch.rand(1, 32, 4, 4)))
+    (outs[0].sum() + outs[1].sum()).backward()
+    gradients.check()
+    assert gradients.read == set(gradients.layers) - {'output_se_layers.2'}
+    for p in neck.lateral_convs[0].conv.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(AssertionError, match=r'SE after frozen modules is trainable: '
+                                             r"\['lateral_convs.0.se_layer'\]"):
+        gradients.check()
+
+
+def test_demo_data_follow_the_config():
+    """RTMDet's assigner reads instance masks when given them, though its data has none;
+    SSD's neck needs its anchors' input size (300, 512)."""
+    folder = CONFIGS['mmdet']
+    assert not loads_masks(Config.fromfile(str(folder / 'rtmdet/rtmdet_tiny_8xb32-300e_coco.py')))
+    assert loads_masks(Config.fromfile(str(folder / 'mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')))
+    ssd = Config.fromfile(str(folder / 'ssd/ssd512_coco.py')).model.to_dict()
+    assert mmdet_zoo.image_shape(ssd) == (3, 512, 512)
+    assert mmdet_zoo.image_shape(dict(type='RetinaNet')) == mmdet_zoo.IMAGE_SHAPE
 
 
 def test_image_sizes_the_models_take():
