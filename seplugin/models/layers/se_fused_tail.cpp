@@ -145,13 +145,17 @@ void backward_sums_kernel(const at::Tensor& grad_out, const at::Tensor& out,
       for (int64_t p = b; p < e; ++p) {
         const double m = mp[p % C];
         const int64_t o = p * hw;
+        // two simple loops over one plane (still in cache for the second) vectorise;
+        // one loop with both the store and the sums did not
+        T* r = rp + o;
+        const T *go = gp + o, *oo = op + o, *x = zp + o;
+#pragma omp simd
+        for (int64_t i = 0; i < hw; ++i) r[i] = oo[i] <= T(0) ? T(0) : go[i];
         double s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s1, s2)
         for (int64_t i = 0; i < hw; ++i) {
-          const T v = op[o + i] <= T(0) ? T(0) : gp[o + i];
-          rp[o + i] = v;
-          s1 += double(v);
-          s2 += double(v) * (double(zp[o + i]) - m);
+          s1 += double(r[i]);
+          s2 += double(r[i]) * (double(x[i]) - m);
         }
         s1p[p] = s1;
         s2p[p] = s2;
@@ -159,24 +163,31 @@ void backward_sums_kernel(const at::Tensor& grad_out, const at::Tensor& out,
     });
     return;
   }
-  for_channel_blocks(N, C, hw, [&](int64_t n, int64_t c0, int64_t cw) {
-    double s1[kChannelBlock] = {}, s2[kChannelBlock] = {};
-    const double* m = mp + c0;
-    for (int64_t i = 0; i < hw; ++i) {
-      const int64_t o = (n * hw + i) * C + c0;
+  // channels_last: whole rows of C per task (streaming, where channel blocks strided),
+  // each task summing a chunk of a sample's rows into its own partial sums
+  const int64_t chunks = std::max<int64_t>(1, (4 * at::get_num_threads() + N - 1) / N);
+  const int64_t rows = (hw + chunks - 1) / chunks;
+  auto partial = at::zeros({N * chunks, 2, C}, sums.options());
+  double* pp = partial.data_ptr<double>();
+  at::parallel_for(0, N * chunks, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t n = t / chunks, i0 = (t % chunks) * rows, i1 = std::min(hw, i0 + rows);
+      double *s1 = pp + t * 2 * C, *s2 = s1 + C;
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t o = (n * hw + i) * C;
+        T* r = rp + o;
+        const T *go = gp + o, *oo = op + o, *x = zp + o;
 #pragma omp simd
-      for (int64_t c = 0; c < cw; ++c) {
-        const T v = op[o + c] <= T(0) ? T(0) : gp[o + c];
-        rp[o + c] = v;
-        s1[c] += double(v);
-        s2[c] += double(v) * (double(zp[o + c]) - m[c]);
+        for (int64_t c = 0; c < C; ++c) r[c] = oo[c] <= T(0) ? T(0) : go[c];
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          s1[c] += double(r[c]);
+          s2[c] += double(r[c]) * (double(x[c]) - mp[c]);
+        }
       }
     }
-    for (int64_t c = 0; c < cw; ++c) {
-      s1p[n * C + c0 + c] = s1[c];
-      s2p[n * C + c0 + c] = s2[c];
-    }
   });
+  sums.copy_(partial.view({N, chunks, 2, C}).sum(1).permute({1, 0, 2}));
 }
 
 // grad_z = A[n, c] * g + B[c] * (z - mu[c]) + E[n, c]: the SE scale's and BN's backward in
