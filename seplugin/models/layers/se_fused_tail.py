@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 from seplugin.models.layers.se_residual import _env_switch, _NoDoubleBackward
@@ -60,6 +61,9 @@ def kernels():
     global _kernels, _kernels_error
     if _kernels is None:
         name, flags = _build_flags()
+        print_log(f'seplugin: loading the fused SE tail kernels ({name}; the first build '
+                  "compiles for about a minute, later runs load torch's extension cache)",
+                  logger='current')
         try:
             from torch.utils.cpp_extension import load
             _kernels = load(name, [str(SOURCE)], extra_cflags=flags,
