@@ -27,7 +27,11 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from seplugin.models.layers.se_residual import _env_switch, _NoDoubleBackward
+from seplugin.models.layers.se_residual import (
+    _env_switch,
+    _NoDoubleBackward,
+    batch_norm_momentum,
+)
 
 FUSED_TAIL_ENV = 'SEPLUGIN_FUSED_TAIL'
 SOURCE = Path(__file__).with_name('se_fused_tail.cpp')
@@ -96,11 +100,7 @@ def _stats(bn: nn.BatchNorm2d, mean_nc: torch.Tensor, m2_nc: torch.Tensor,
     mu = mean_nc.mean(0)
     var = (m2_nc.sum(0) + hw * (mean_nc - mu).square().sum(0)) / (n * hw)
     if bn.training and bn.track_running_stats:
-        momentum = 0.0 if bn.momentum is None else bn.momentum
-        if bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:
-                momentum = 1.0 / float(bn.num_batches_tracked)
+        momentum = batch_norm_momentum(bn)
         if bn.running_mean is not None:
             unbiased = var * (n * hw / (n * hw - 1))
             dtype = bn.running_mean.dtype
@@ -150,7 +150,7 @@ class _FusedSETail(torch.autograd.Function):
         g, (s1, s2) = ops.backward_sums(grad_out.contiguous(memory_format=format_), out, z,
                                         mu)
         # bn's weight, bias: read as in forward (an optimizer has not stepped in between)
-        bn_weight = ctx.needs_input_grad[5] or ctx.needs_input_grad[6]
+        norm_grads = ctx.needs_input_grad[5] or ctx.needs_input_grad[6]
         w, b = _affine(ctx.bn, mu)
         alpha = w * invstd
         grad_gate = alpha * s2 + b * s1
@@ -174,7 +174,7 @@ class _FusedSETail(torch.autograd.Function):
         dtype = z.dtype
         grad_z = ops.backward(g, z, mu.to(dtype), A.to(dtype), B.to(dtype), E.to(dtype))
         grad_weight = grad_bias = None
-        if bn_weight:
+        if norm_grads:
             grad_weight = (invstd * grad_dev_sum.sum(0)).to(dtype)
             grad_bias = grad_sum.sum(0).to(dtype)
         fc_grads = [None] * len(ctx.needs_input_grad[7:])

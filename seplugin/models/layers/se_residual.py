@@ -32,6 +32,17 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+def batch_norm_momentum(bn: nn.Module) -> float:
+    """The momentum of this call of ``bn``, counting it in ``num_batches_tracked`` as
+    ``_BatchNorm.forward`` does (``momentum=None``: the cumulative average's 1 / count)."""
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return momentum
+
+
 def batch_norm_affine(bn: nn.Module, z: torch.Tensor,
                       ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """``bn(z)``, and the float32 (alpha, beta) with ``bn(z) == alpha * z + beta`` per
@@ -46,11 +57,7 @@ def batch_norm_affine(bn: nn.Module, z: torch.Tensor,
             and torch.is_grad_enabled()):
         return bn(z), None
     bn._check_input_dim(z)
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
+    momentum = batch_norm_momentum(bn)
     batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     keep_running = not bn.training or bn.track_running_stats
     x, mean, invstd = torch.native_batch_norm(
