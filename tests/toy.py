@@ -1,4 +1,7 @@
 """A tiny model, dataset and metric for real mmengine Runner runs in a second or two."""
+import os
+import subprocess
+import sys
 import uuid
 from contextlib import contextmanager
 
@@ -116,3 +119,30 @@ def lean_calls():
     finally:
         for name, original in originals.items():
             setattr(se_block, name, original)
+
+
+# A tiny SE-ResNet-18 in training mode and grads(): its parameters' gradients of one step
+TINY_SE_RESNET_STEP = """
+import warnings, torch
+from seplugin.models import SEResNet
+torch.manual_seed(0)
+model = SEResNet(18, norm_eval=False, base_channels=8, se_ratio=4).train()
+image = torch.randn(2, 3, 32, 32)
+def grads():
+    model.zero_grad()
+    sum(o.sum() for o in model(image)).backward()
+    return [p.grad.clone() for p in model.parameters()]
+"""
+
+
+def without_a_compiler(tmp_path, code: str) -> str:
+    """Runs ``TINY_SE_RESNET_STEP`` then ``code`` in a fresh interpreter with no C++
+    compiler (CXX points nowhere) and empty inductor and extension caches, so that
+    nothing seplugin compiles can be built or found; returns its standard output."""
+    env = dict(os.environ, CXX=str(tmp_path / 'no-such-compiler'),
+               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / 'inductor'),
+               TORCH_EXTENSIONS_DIR=str(tmp_path / 'extensions'))
+    out = subprocess.run([sys.executable, '-c', TINY_SE_RESNET_STEP + code],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout

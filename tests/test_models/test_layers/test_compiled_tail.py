@@ -1,11 +1,9 @@
 """The opt-in compiled backward of the lean SE tail: the eager numbers, taken only where
 the lean tail is, and the eager backward where nothing can be compiled."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from toy import without_a_compiler
 
 from seplugin.models import SEResNet
 from seplugin.models.layers import se_residual
@@ -90,15 +88,6 @@ def test_without_a_compiler_the_eager_backward_runs_after_one_warning(tmp_path):
     """No C++ compiler (CXX points nowhere, empty inductor cache): one warning naming the
     switch, and the eager numbers."""
     code = """
-import warnings, torch
-from seplugin.models import SEResNet
-torch.manual_seed(0)
-model = SEResNet(18, norm_eval=False, base_channels=8, se_ratio=4).train()
-image = torch.randn(2, 3, 32, 32)
-def grads():
-    model.zero_grad()
-    sum(o.sum() for o in model(image)).backward()
-    return [p.grad.clone() for p in model.parameters()]
 eager = grads()
 for m in model.modules():
     if hasattr(m, 'compiled_tail'):
@@ -112,13 +101,9 @@ assert len(ours) == 1, ours
 print(ours[0])
 assert all(torch.equal(a, b) for a, b in zip(eager, fallback))
 """
-    env = dict(os.environ, CXX=str(tmp_path / 'no-such-compiler'),
-               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / 'inductor'))
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'the eager backward runs instead' in out.stdout
-    assert 'SEPLUGIN_COMPILED_TAIL' in out.stdout
+    stdout = without_a_compiler(tmp_path, code)
+    assert 'the eager backward runs instead' in stdout
+    assert 'SEPLUGIN_COMPILED_TAIL' in stdout
 
 
 @pytest.mark.parametrize('value, expected', [('1', True), ('on', True), ('0', False),

@@ -1,13 +1,10 @@
 """The fused SE tail (two passes each way) against the plain formula and float64."""
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from torch import nn
-from toy import lean_calls
+from toy import lean_calls, without_a_compiler
 
 from seplugin.models import SEResNet
 from seplugin.models.layers import se_fused_tail
@@ -191,15 +188,6 @@ def test_without_a_compiler_the_lean_tail_runs_after_one_warning(tmp_path):
     """No C++ compiler and an empty extension cache: one warning naming the cause and the
     switch, and the lean tail's numbers."""
     code = """
-import warnings, torch
-from seplugin.models import SEResNet
-torch.manual_seed(0)
-model = SEResNet(18, norm_eval=False, base_channels=8, se_ratio=4).train()
-image = torch.randn(2, 3, 32, 32)
-def grads():
-    model.zero_grad()
-    sum(o.sum() for o in model(image)).backward()
-    return [p.grad.clone() for p in model.parameters()]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')
     fallback = grads()
@@ -212,10 +200,6 @@ for m in model.modules():
         m.fused_tail = False
 assert all(torch.equal(a, b) for a, b in zip(grads(), fallback))
 """
-    env = dict(os.environ, CXX=str(tmp_path / 'no-such-compiler'),
-               TORCH_EXTENSIONS_DIR=str(tmp_path / 'extensions'))
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert 'the lean tail runs instead' in out.stdout
-    assert 'SEPLUGIN_FUSED_TAIL=0' in out.stdout
+    stdout = without_a_compiler(tmp_path, code)
+    assert 'the lean tail runs instead' in stdout
+    assert 'SEPLUGIN_FUSED_TAIL=0' in stdout
