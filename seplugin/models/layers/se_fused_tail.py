@@ -65,11 +65,13 @@ def kernels():
     global _kernels, _kernels_error
     if _kernels is None:
         name, flags = _build_flags()
-        print_log(f'seplugin: loading the fused SE tail kernels ({name}; the first build '
-                  "compiles for about a minute, later runs load torch's extension cache)",
-                  logger='current')
         try:
-            from torch.utils.cpp_extension import load
+            from torch.utils.cpp_extension import _get_build_directory, load
+            if not (Path(_get_build_directory(name, verbose=False)) / f'{name}.so').exists():
+                # Only a build makes the user wait; a load from the cache stays silent.
+                print_log(f'seplugin: building the fused SE tail kernels ({name}, about a '
+                          "minute, once; later runs load torch's extension cache)",
+                          logger='current')
             _kernels = load(name, [str(SOURCE)], extra_cflags=flags,
                             extra_ldflags=['-fopenmp'], verbose=False)
         except Exception as e:  # noqa: BLE001 - any build failure means: lean tail
