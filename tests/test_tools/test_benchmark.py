@@ -136,6 +136,7 @@ print(kept, *faults)
     assert min(system[1:]) > 1000, system  # never settles: megabytes of pages every round
 
 
+@pytest.mark.slow  # 100 s: every measurement; the memory run below is the fast check
 def test_tiny_run_of_every_measurement(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--batch', '1', '--size', '64', '--repeats',
@@ -185,14 +186,27 @@ def test_tiny_run_of_every_measurement(tmp_path):
     assert results['machine'] in out.stdout
 
 
-def test_system_malloc_flag_leaves_glibc_defaults(tmp_path):
+def test_memory_run_with_glibc_defaults_counts_the_maps_each_model_keeps(tmp_path):
     out = subprocess.run(
         [sys.executable, 'tools/benchmark.py', '--measure', 'memory', '--batch', '1',
          '--size', '64', '--system-malloc', '--json', str(tmp_path / 'r.json')],
         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads((tmp_path / 'r.json').read_text())['malloc'] == 'system default'
+    results = json.loads((tmp_path / 'r.json').read_text())
+    assert results['malloc'] == 'system default'
     assert 'malloc: system default' in out.stdout
+    memory = {name: m['saved'] for name, m in results['memory'].items()}
+    # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
+    # keeps per-channel numbers instead: the lean tail two float32 (BN's alpha and beta),
+    # the fused tail a float32 deviation and two float64 statistics, and no FC inputs
+    stages = [(3, 256, 4), (4, 512, 8), (6, 1024, 16), (3, 2048, 32)]
+    maps = sum(blocks * 4 * channels * (64 // stride) ** 2 for blocks, channels, stride in stages)
+    alpha_beta = sum(blocks * 2 * 4 * channels for blocks, channels, _ in stages)
+    assert memory['mmpretrain SE-ResNet-50'] - memory[benchmark.LEAN] == maps - alpha_beta
+    per_channel = sum(blocks * channels for blocks, channels, _ in stages)
+    assert abs(memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] - maps) \
+        <= 20 * per_channel
+    assert memory['mmpretrain SE-ResNet-50'] == memory['timm seresnet50']
 
 
 def test_the_tool_offers_the_packages_measurements():

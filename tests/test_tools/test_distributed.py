@@ -109,6 +109,7 @@ def metrics_of(test_dir: Path) -> dict:
     return {k: v for k, v in metrics.items() if k not in ('time', 'data_time')}
 
 
+@pytest.mark.slow  # a minute; the detection run below checks the same launcher
 def test_two_cpu_processes_train_and_evaluate_classification(tmp_path):
     data = tmp_path / 'data'
     make_mini_imagenet(str(data), train_per_class=4, val_per_class=2, size=32)
