@@ -146,8 +146,8 @@ def image_shape(model_cfg: dict) -> tuple[int, int, int]:
     """The demo images' shape: IMAGE_SHAPES by model type, SSD at its anchors' input size
     (300 or 512: smaller maps fail the last 3x3 convs of its neck), else IMAGE_SHAPE."""
     anchors = (model_cfg.get('bbox_head') or {}).get('anchor_generator') or {}
-    if anchors.get('type') == 'SSDAnchorGenerator':
-        return (3, anchors['input_size'], anchors['input_size'])
+    if 'SSDAnchorGenerator' in str(anchors.get('type')) and anchors.get('input_size'):
+        return (3, anchors['input_size'], anchors['input_size'])  # (Legacy)SSDAnchorGenerator
     return IMAGE_SHAPES.get(model_cfg['type'], IMAGE_SHAPE)
 
 

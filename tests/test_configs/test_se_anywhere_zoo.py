@@ -10,6 +10,7 @@ that fails with the same error is it an expected failure, with that error as the
 """
 import copy
 import json
+import traceback
 from functools import cache, partial
 from pathlib import Path
 
@@ -213,6 +214,18 @@ def mmdet_step(model_cfg: dict, cfg, watch):
         mmdet_zoo.student_backbones = backbones
 
 
+def check_predictions(predictions: list) -> None:
+    """mmdet's walk's check of the predictions, its error said without the tensors' values
+    (which check failed, and where), so that the plain model's same failure compares equal:
+    an untrained YOLOX-X predicts infinite boxes after one step, with SE or without."""
+    try:
+        mmdet_zoo.check_predictions(predictions, track=False)
+    except AssertionError as error:
+        line = traceback.extract_tb(error.__traceback__)[-1]
+        raise AssertionError(f'predictions fail the check at {Path(line.filename).name}:'
+                             f'{line.lineno} ({line.line})') from None
+
+
 def check_config(scope: str, config: str, size: int) -> None:
     cfg = Config.fromfile(str(CONFIGS[scope] / config))
     plain_cfg = mmdet_zoo.without_downloads(cfg.model.to_dict())
@@ -226,7 +239,7 @@ def check_config(scope: str, config: str, size: int) -> None:
         gradients = SEGradients()
         model, predictions = mmdet_step(se_cfg, cfg, gradients.watch)
         gradients.check()
-        mmdet_zoo.check_predictions(predictions, track=False)
+        check_predictions(predictions)
         assert se_layers(model), f'no SE layer in {config}'
     else:
         model = build(se_cfg, scope)
@@ -297,7 +310,7 @@ def test_every_supported_config(scope, config):
             if scope == 'mmdet':
                 plain.get('data_preprocessor', {}).pop('batch_augments', None)
                 mmdet_zoo.fewer_rois(plain)
-                mmdet_step(plain, cfg, lambda model: [])
+                check_predictions(mmdet_step(plain, cfg, lambda model: [])[1])
             else:
                 model = build(plain, scope)
                 model.init_weights()
@@ -407,3 +420,32 @@ def test_metafile_lists_every_own_config():
     se_shufflenet = next(m for m in meta['Models']
                          if m['Name'] == 'se-shufflenet-v1-1x_16xb64_in1k')
     assert se_shufflenet['Metadata']['Paper Reference']['Parameters'] == '2.4M'
+
+
+def test_se_shufflenet_config_has_the_papers_parameters():
+    """tools/complexity.py's count for configs/se_anywhere/se-shufflenet-v1-1x_16xb64_in1k.py:
+    2.4M parameters, SE-ShuffleNet 1x (g=3) in the paper's Table 3 (ShuffleNet 1x: 1.9M)."""
+    from seplugin.analysis.complexity import build_from_config, count_params
+    folder = ROOT / 'configs' / 'se_anywhere'
+    se, _ = build_from_config(str(folder / 'se-shufflenet-v1-1x_16xb64_in1k.py'))
+    plain, _ = build_from_config(str(folder / 'shufflenet-v1-1x_16xb64_in1k.py'))
+    assert round(count_params(se) / 1e6, 1) == 2.4
+    assert round(count_params(plain) / 1e6, 1) == 1.9
+
+
+def test_failed_predictions_compare_equal_with_and_without_se():
+    """The expected-failure test compares error messages: the predictions check says where
+    it failed, not the values (infinite boxes of different sizes)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    messages = []
+    inf = float('inf')
+    for bboxes in ([[0., 0., inf, 1.]], [[0., 0., 1., 1.], [-inf, 0., 2., 3e38]]):
+        bboxes = torch.tensor(bboxes)
+        sample = DetDataSample(metainfo=dict(img_shape=(8, 8), ori_shape=(8, 8)))
+        sample.pred_instances = InstanceData(bboxes=bboxes, scores=torch.ones(len(bboxes)),
+                                             labels=torch.zeros(len(bboxes), dtype=torch.long))
+        with pytest.raises(AssertionError) as error:
+            check_predictions([sample, sample])
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and 'isfinite(instances.bboxes)' in messages[0]
