@@ -136,6 +136,22 @@ print(kept, *faults)
     assert min(system[1:]) > 1000, system  # never settles: megabytes of pages every round
 
 
+def check_kept_memory(results: dict) -> None:
+    """What each model keeps for backward, from the benchmark's memory results."""
+    memory = {name: m['saved'] for name, m in results['memory'].items()}
+    # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
+    # keeps per-channel numbers instead: the lean tail two float32 (BN's alpha and beta),
+    # the fused tail a float32 deviation and two float64 statistics, and no FC inputs
+    stages = [(3, 256, 4), (4, 512, 8), (6, 1024, 16), (3, 2048, 32)]
+    maps = sum(blocks * 4 * channels * (64 // stride) ** 2 for blocks, channels, stride in stages)
+    alpha_beta = sum(blocks * 2 * 4 * channels for blocks, channels, _ in stages)
+    assert memory['mmpretrain SE-ResNet-50'] - memory[benchmark.LEAN] == maps - alpha_beta
+    per_channel = sum(blocks * channels for blocks, channels, _ in stages)
+    assert abs(memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] - maps) \
+        <= 20 * per_channel
+    assert memory['mmpretrain SE-ResNet-50'] == memory['timm seresnet50']
+
+
 @pytest.mark.slow  # 100 s: every measurement; the memory run below is the fast check
 def test_tiny_run_of_every_measurement(tmp_path):
     out = subprocess.run(
@@ -163,18 +179,7 @@ def test_tiny_run_of_every_measurement(tmp_path):
         'inference (contiguous)', 'inference (channels_last)', 'training step']
     assert results['malloc'] == 'freed memory kept for reuse'
     assert 'malloc: freed memory kept for reuse' in out.stdout
-    memory = {name: m['saved'] for name, m in results['memory'].items()}
-    # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
-    # keeps per-channel numbers instead: the lean tail two float32 (BN's alpha and beta),
-    # the fused tail a float32 deviation and two float64 statistics, and no FC inputs
-    stages = [(3, 256, 4), (4, 512, 8), (6, 1024, 16), (3, 2048, 32)]
-    maps = sum(blocks * 4 * channels * (64 // stride) ** 2 for blocks, channels, stride in stages)
-    alpha_beta = sum(blocks * 2 * 4 * channels for blocks, channels, _ in stages)
-    assert memory['mmpretrain SE-ResNet-50'] - memory[benchmark.LEAN] == maps - alpha_beta
-    per_channel = sum(blocks * channels for blocks, channels, _ in stages)
-    assert abs(memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] - maps) \
-        <= 20 * per_channel
-    assert memory['mmpretrain SE-ResNet-50'] == memory['timm seresnet50']
+    check_kept_memory(results)
     assert (tmp_path / 'r.png').read_bytes()[:4] == b'\x89PNG'
     assert '| measurement | ratio | value | 95% interval | target | met |' in out.stdout
     assert 'intervals: distribution-free confidence interval of the median' in out.stdout
@@ -195,18 +200,7 @@ def test_memory_run_with_glibc_defaults_counts_the_maps_each_model_keeps(tmp_pat
     results = json.loads((tmp_path / 'r.json').read_text())
     assert results['malloc'] == 'system default'
     assert 'malloc: system default' in out.stdout
-    memory = {name: m['saved'] for name, m in results['memory'].items()}
-    # the peers keep one more map per block, the SE input (64x64 input, batch 1); seplugin
-    # keeps per-channel numbers instead: the lean tail two float32 (BN's alpha and beta),
-    # the fused tail a float32 deviation and two float64 statistics, and no FC inputs
-    stages = [(3, 256, 4), (4, 512, 8), (6, 1024, 16), (3, 2048, 32)]
-    maps = sum(blocks * 4 * channels * (64 // stride) ** 2 for blocks, channels, stride in stages)
-    alpha_beta = sum(blocks * 2 * 4 * channels for blocks, channels, _ in stages)
-    assert memory['mmpretrain SE-ResNet-50'] - memory[benchmark.LEAN] == maps - alpha_beta
-    per_channel = sum(blocks * channels for blocks, channels, _ in stages)
-    assert abs(memory['mmpretrain SE-ResNet-50'] - memory[SEPLUGIN] - maps) \
-        <= 20 * per_channel
-    assert memory['mmpretrain SE-ResNet-50'] == memory['timm seresnet50']
+    check_kept_memory(results)
 
 
 def test_the_tool_offers_the_packages_measurements():
