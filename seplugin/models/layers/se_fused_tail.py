@@ -66,8 +66,11 @@ def kernels():
     if _kernels is None:
         name, flags = _build_flags()
         try:
-            from torch.utils.cpp_extension import _get_build_directory, load
-            if not (Path(_get_build_directory(name, verbose=False)) / f'{name}.so').exists():
+            from torch.utils import cpp_extension
+            from torch.utils.cpp_extension import load
+            build_dir = getattr(cpp_extension, '_get_build_directory', None)  # private
+            if build_dir is None or not (Path(build_dir(name, verbose=False))
+                                         / f'{name}.so').exists():
                 # Only a build makes the user wait; a load from the cache stays silent.
                 print_log(f'seplugin: building the fused SE tail kernels ({name}, about a '
                           "minute, once; later runs load torch's extension cache)",
